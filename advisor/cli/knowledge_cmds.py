@@ -1,0 +1,165 @@
+"""Reading the knowledge base: list, explain, refs list/show/search/bibtex."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from advisor.cli.common import DocFormat, Format, emit_json, emit_text, guarded
+from advisor.errors import NotFoundError, UsageError
+
+refs_app = typer.Typer(
+    help="The sources behind the advice: list, show, search, and export BibTeX.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _kb():  # type: ignore[no-untyped-def]
+    from advisor.knowledge import default_kb
+
+    return default_kb()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_cmd)
+    app.command("explain")(explain_cmd)
+    app.add_typer(refs_app, name="refs")
+
+
+@guarded
+def list_cmd(
+    category: str | None = typer.Option(
+        None, "--category", "-c", help="Only this category: placement, interaction, rate, implementation, process."
+    ),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
+) -> None:
+    """Every placement recommendation, one line each."""
+    from advisor.explain import envelope, recommendation_json
+
+    kb = _kb()
+    recs = kb.active()
+    if category is not None:
+        cats = sorted({r.category for r in recs})
+        if category not in cats:
+            raise UsageError(f"unknown category '{category}'", hint="choose one of: " + ", ".join(cats))
+        recs = [r for r in recs if r.category == category]
+    if fmt is Format.json:
+        emit_json(envelope("recommendations", [recommendation_json(r) for r in recs]))
+        return
+    from advisor.views import recommendation_rows
+
+    recommendation_rows(recs)
+
+
+@guarded
+def explain_cmd(
+    ident: list[str] = typer.Argument(None, metavar="ID...", help="Recommendation IDs (DRP012) or audit rule slugs."),
+    all_: bool = typer.Option(False, "--all", help="Explain every recommendation."),
+    fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, markdown or json."),
+) -> None:
+    """One recommendation in full: what, why, where not, rate, example, sources."""
+    from advisor.explain import envelope, recommendation_json, recommendation_markdown
+
+    kb = _kb()
+    if all_:
+        recs = kb.active()
+    elif ident:
+        recs = [kb.recommendation(i) for i in ident]
+    else:
+        raise UsageError("give a recommendation ID or --all", hint="run 'dropout-advisor list' to see every ID")
+    if fmt is DocFormat.json:
+        emit_json(envelope("recommendations", [recommendation_json(r) for r in recs]))
+        return
+    md = "\n".join(recommendation_markdown(r, kb) for r in recs)
+    if fmt is DocFormat.markdown:
+        emit_text(md)
+        return
+    from advisor.views import print_markdown
+
+    print_markdown(md)
+
+
+@refs_app.command("list")
+@guarded
+def refs_list(fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format.")) -> None:
+    """Every source, one line each."""
+    from advisor.explain import citation_json, envelope
+
+    kb = _kb()
+    cits = sorted(kb.citations.values(), key=lambda c: (c.year, c.key))
+    if fmt is Format.json:
+        emit_json(envelope("citations", [citation_json(c) for c in cits]))
+        return
+    from advisor.views import citation_rows
+
+    citation_rows(cits)
+
+
+@refs_app.command("show")
+@guarded
+def refs_show(
+    key: list[str] = typer.Argument(..., metavar="KEY...", help="Citation keys, e.g. srivastava2014."),
+    fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, markdown or json."),
+) -> None:
+    """Full metadata of a source and the placement findings taken from it."""
+    from advisor.explain import citation_json, citation_markdown, envelope
+
+    kb = _kb()
+    cits = [kb.citation(k) for k in key]
+    if fmt is DocFormat.json:
+        emit_json(envelope("citations", [citation_json(c) for c in cits]))
+        return
+    md = "\n".join(citation_markdown(c, kb) for c in cits)
+    if fmt is DocFormat.markdown:
+        emit_text(md)
+        return
+    from advisor.views import print_markdown
+
+    print_markdown(md)
+
+
+@refs_app.command("search")
+@guarded
+def refs_search(
+    query: list[str] = typer.Argument(..., metavar="QUERY", help="Words to look for, e.g. \"batch norm\"."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, max=100, help="How many matches to show."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
+) -> None:
+    """Ranked matches over titles, authors and findings."""
+    from advisor.search import citation_index
+
+    kb = _kb()
+    text = " ".join(query)
+    hits = citation_index(kb).query(text, limit=limit)
+    if fmt is Format.json:
+        emit_json({"schema_version": 1, "query": text, "hits": [h.__dict__ for h in hits]})
+        return
+    if not hits:
+        raise NotFoundError(f"no source matches '{text}'", hint="try fewer or more general words")
+    from advisor.views import search_rows
+
+    search_rows(hits, kb)
+
+
+@refs_app.command("bibtex")
+@guarded
+def refs_bibtex(
+    key: list[str] = typer.Argument(None, metavar="[KEY...]", help="Citation keys; all sources when omitted."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Export sources as BibTeX."""
+    from advisor.bibtex import bibliography
+    from advisor.fileio import write_text_atomic
+
+    kb = _kb()
+    cits = [kb.citation(k) for k in key] if key else sorted(kb.citations.values(), key=lambda c: c.key)
+    text = bibliography(cits)
+    if output is None or str(output) == "-":
+        emit_text(text)
+        return
+    result = write_text_atomic(output, text, force=force)
+    sys.stderr.write(f"{output}: {result.value} ({len(cits)} entries)\n")

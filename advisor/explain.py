@@ -1,0 +1,144 @@
+"""Pure renderers: knowledge entries to Markdown strings and JSON-ready dicts (no rich, no typer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.knowledge import KnowledgeBase
+from advisor.schema import SCHEMA_VERSION, Citation, Finding, Recommendation
+
+
+def authors_short(cit: Citation) -> str:
+    surnames = [a.split()[-1] for a in cit.authors]
+    if len(surnames) == 1:
+        return surnames[0]
+    if len(surnames) == 2:
+        return f"{surnames[0]} & {surnames[1]}"
+    return f"{surnames[0]} et al."
+
+
+def short_ref(cit: Citation) -> str:
+    """'Srivastava et al. 2014'."""
+    return f"{authors_short(cit)} {cit.year}"
+
+
+def venue_of(cit: Citation) -> str:
+    parts = [cit.journal or cit.booktitle or cit.venue or cit.publisher or ""]
+    if cit.volume:
+        parts.append(f"vol. {cit.volume}")
+    if cit.pages:
+        parts.append(f"pp. {cit.pages.replace('--', '–')}")
+    return ", ".join(p for p in parts if p)
+
+
+def locator(cit: Citation) -> str:
+    if cit.doi:
+        return f"https://doi.org/{cit.doi}"
+    if cit.arxiv:
+        return f"https://arxiv.org/abs/{cit.arxiv}"
+    return cit.url or ""
+
+
+def rate_str(p: float | None, lo: float | None = None, hi: float | None = None) -> str:
+    if p is None and lo is None:
+        return "-"
+    if lo is not None and hi is not None and lo != hi:
+        core = f"{lo:g}–{hi:g}"
+        return f"{p:g} ({core})" if p is not None else core
+    return f"{p:g}" if p is not None else f"{lo:g}"
+
+
+def _finding_line(f: Finding) -> str:
+    rate = rate_str(f.p, *(f.p_range or (None, None)))
+    bits = [f"**{f.where}** — {f.kind}"]
+    if rate != "-":
+        bits.append(f"drop {rate}")
+    if f.section:
+        bits.append(f"({f.section})")
+    bits.append(f"[{f.evidence}]")
+    line = " ".join(bits)
+    if f.rate_text:
+        line += f"\n  - as stated: {f.rate_text}"
+    if f.quote:
+        line += f"\n  - > {f.quote}"
+    if f.note:
+        line += f"\n  - note: {f.note}"
+    return "- " + line
+
+
+def recommendation_markdown(rec: Recommendation, kb: KnowledgeBase) -> str:
+    out: list[str] = [f"# {rec.id}: {rec.title}", ""]
+    if rec.status == "removed":
+        out += ["**This recommendation was removed.** Its ID stays reserved.", ""]
+    out += [f"**{rec.summary}**", ""]
+    tags = [f"category: {rec.category}", f"confidence: {rec.confidence}"]
+    if rec.contested:
+        tags.append("CONTESTED")
+    if rec.audit:
+        tags.append(f"audit rule: {rec.audit.slug} ({rec.audit.severity})")
+    out += [" · ".join(tags), ""]
+    out += ["## Why", "", rec.rationale.strip(), ""]
+    out += ["## Where", "", f"- site: after **{rec.site.after}**, before **{rec.site.before}** — {rec.site.description}"]
+    out += [f"- kind: {rec.site.kind}; PyTorch: `{rec.site.module}`"]
+    if rec.rate is not None:
+        r = rec.rate
+        out += [f"- rate (drop probability): default **{r.default:g}**, range {r.low:g}–{r.high:g}"
+                f" [{', '.join(r.citations)}]"]
+        if r.note:
+            out += [f"- rate note: {r.note}"]
+    out += ["", "## Applies to", ""] + [f"- {a}" for a in rec.applies_to]
+    out += ["", "## Does not apply to", ""] + [f"- {a}" for a in rec.not_applies_to]
+    if rec.positions:
+        out += ["", "## The evidence on each side", ""]
+        for pos in rec.positions:
+            out += [f"- **{pos.claim}** — {pos.evidence} [{', '.join(pos.citations)}]"]
+    out += ["", "## Example", "", "Before:", "", "```python", rec.example.before.strip(), "```", ""]
+    out += ["After:", "", "```python", rec.example.after.strip(), "```", ""]
+    out += ["## Sources", ""]
+    for key in rec.citations:
+        cit = kb.citations.get(key)
+        if cit is None:
+            out.append(f"- [{key}] (missing)")
+            continue
+        out.append(f"- [{key}] {', '.join(cit.authors)}. *{cit.title}*. {venue_of(cit)}, {cit.year}. {locator(cit)}")
+    if rec.related:
+        out += ["", "Related: " + ", ".join(rec.related)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def citation_markdown(cit: Citation, kb: KnowledgeBase) -> str:
+    out = [f"# [{cit.key}] {cit.title}", ""]
+    out += [f"- authors: {', '.join(cit.authors)}", f"- year: {cit.year}"]
+    venue = venue_of(cit)
+    if venue:
+        out.append(f"- venue: {venue}")
+    if cit.arxiv:
+        out.append(f"- arXiv: {cit.arxiv}")
+    if cit.doi:
+        out.append(f"- DOI: {cit.doi}")
+    if cit.url:
+        out.append(f"- URL: {cit.url}")
+    out.append(f"- bibliographic evidence: {cit.evidence}")
+    if cit.unverified:
+        out.append("- unverified: " + "; ".join(cit.unverified))
+    if cit.note:
+        out += ["", cit.note]
+    if cit.findings:
+        out += ["", "## Placement findings", ""]
+        out += [_finding_line(f) for f in cit.findings]
+    users = kb.cited_by(cit.key)
+    if users:
+        out += ["", "## Cited by", ""] + [f"- {r.id}: {r.title}" for r in users]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def recommendation_json(rec: Recommendation) -> dict[str, Any]:
+    return rec.model_dump(mode="json", exclude_none=True)
+
+
+def citation_json(cit: Citation) -> dict[str, Any]:
+    return cit.model_dump(mode="json", exclude_none=True)
+
+
+def envelope(kind: str, payload: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, kind: payload}

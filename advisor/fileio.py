@@ -1,0 +1,60 @@
+"""Atomic, non-destructive file writes shared by every command that writes files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from enum import Enum
+from pathlib import Path
+
+from advisor.errors import OutputError
+
+
+class WriteResult(str, Enum):
+    CREATED = "created"
+    REPLACED = "replaced"
+    IDENTICAL = "identical"
+
+
+def write_text_atomic(path: Path, text: str, *, force: bool = False) -> WriteResult:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    An existing file is never touched without ``force``; an identical one is left alone and reported.
+    An interrupted write leaves the old file intact.
+    """
+    path = Path(path)
+    existed = path.exists()
+    if existed:
+        if path.is_dir():
+            raise OutputError(f"{path} is a directory", hint="give a file path")
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return WriteResult.IDENTICAL
+        except (OSError, UnicodeDecodeError):
+            pass
+        if not force:
+            raise OutputError(
+                f"{path} already exists",
+                hint="pass --force to overwrite it, or choose another path",
+            )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist", hint="create it first or choose another path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if existed:
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return WriteResult.REPLACED if existed else WriteResult.CREATED

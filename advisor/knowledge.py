@@ -1,0 +1,213 @@
+"""Load, validate and index the knowledge base.
+
+Every problem in every file is collected first and reported in one :class:`KnowledgeError`, so an
+author fixing the data sees the whole list at once, each with its file and field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from advisor.errors import KnowledgeError, NotFoundError
+from advisor.schema import Citation, Recommendation
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def data_root() -> Path:
+    """The knowledge folder: packaged inside ``advisor/`` in a wheel, at the repository root in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "knowledge", here.parent / "knowledge"):
+        if (candidate / "recommendations").is_dir():
+            return candidate
+    raise KnowledgeError(
+        "the knowledge base is missing from this installation",
+        hint="reinstall dropout-advisor; a wheel must contain advisor/knowledge/",
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}" if self.field else f"{self.file}: {self.message}"
+
+
+@dataclass
+class KnowledgeBase:
+    root: Path
+    citations: dict[str, Citation] = field(default_factory=dict)
+    recommendations: dict[str, Recommendation] = field(default_factory=dict)
+
+    # ---- lookups ----
+    def active(self) -> list[Recommendation]:
+        return [r for r in self.recommendations.values() if r.status == "active"]
+
+    def citation(self, key: str) -> Citation:
+        try:
+            return self.citations[key]
+        except KeyError:
+            raise NotFoundError(
+                f"no citation with key '{key}'",
+                hint=_suggest(key, self.citations) or "run 'dropout-advisor refs list' to see every key",
+            ) from None
+
+    def recommendation(self, ident: str) -> Recommendation:
+        """Find a recommendation by ID (any case) or by its audit rule slug."""
+        wanted = ident.strip()
+        rec = self.recommendations.get(wanted.upper())
+        if rec is not None:
+            return rec
+        for r in self.recommendations.values():
+            if r.audit is not None and r.audit.slug == wanted.lower():
+                return r
+        names = list(self.recommendations) + [r.audit.slug for r in self.recommendations.values() if r.audit]
+        raise NotFoundError(
+            f"no recommendation with ID or rule '{ident}'",
+            hint=_suggest(ident, names, upper=True) or "run 'dropout-advisor list' to see every ID",
+        )
+
+    def by_slug(self) -> dict[str, Recommendation]:
+        return {r.audit.slug: r for r in self.recommendations.values() if r.audit is not None}
+
+    def cited_by(self, key: str) -> list[Recommendation]:
+        return [r for r in self.recommendations.values() if key in _all_citations(r)]
+
+
+def _suggest(word: str, names: Iterable[str], *, upper: bool = False) -> str | None:
+    names = list(names)
+    probe = word.upper() if upper else word
+    pool = {n.upper() if upper else n: n for n in names}
+    close = difflib.get_close_matches(probe, list(pool), n=3, cutoff=0.5)
+    if not close:
+        return None
+    return "did you mean " + ", ".join(f"'{pool[c]}'" for c in close) + "?"
+
+
+def _all_citations(rec: Recommendation) -> set[str]:
+    keys = set(rec.citations)
+    if rec.rate is not None:
+        keys.update(rec.rate.citations)
+    for pos in rec.positions:
+        keys.update(pos.citations)
+    return keys
+
+
+def _read(path: Path, model: type[M], problems: list[Problem], rel: str) -> M | None:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(Problem(rel, "", f"not valid TOML: {exc}"))
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+            problems.append(Problem(rel, loc, err["msg"]))
+        return None
+
+
+def load(root: Path | None = None, *, check_examples: bool = False) -> KnowledgeBase:
+    """Load and validate every file under ``root``; raise one KnowledgeError listing all problems.
+
+    ``check_examples`` also compiles every recommendation's code examples (the test suite does).
+    """
+    root = root or data_root()
+    problems: list[Problem] = []
+    kb = KnowledgeBase(root=root)
+
+    for path in sorted((root / "citations").glob("*")):
+        rel = f"citations/{path.name}"
+        if path.suffix != ".toml":
+            problems.append(Problem(rel, "", "unexpected file: knowledge files end in .toml"))
+            continue
+        cit = _read(path, Citation, problems, rel)
+        if cit is None:
+            continue
+        if cit.key != path.stem:
+            problems.append(Problem(rel, "key", f"'{cit.key}' does not match the file name '{path.stem}'"))
+        elif cit.key in kb.citations:
+            problems.append(Problem(rel, "key", f"duplicate key '{cit.key}'"))
+        else:
+            kb.citations[cit.key] = cit
+
+    for path in sorted((root / "recommendations").glob("*")):
+        rel = f"recommendations/{path.name}"
+        if path.suffix != ".toml":
+            problems.append(Problem(rel, "", "unexpected file: knowledge files end in .toml"))
+            continue
+        rec = _read(path, Recommendation, problems, rel)
+        if rec is None:
+            continue
+        if rec.id != path.stem:
+            problems.append(Problem(rel, "id", f"'{rec.id}' does not match the file name '{path.stem}'"))
+        elif rec.id in kb.recommendations:
+            problems.append(Problem(rel, "id", f"duplicate ID '{rec.id}'"))
+        else:
+            kb.recommendations[rec.id] = rec
+
+    problems.extend(_cross_check(kb, check_examples=check_examples))
+    if problems:
+        listing = "\n".join(f"  {p}" for p in problems)
+        raise KnowledgeError(
+            f"the knowledge base at {root} has {len(problems)} problem(s):\n{listing}",
+            hint="fix the files named above; every field must match the schema in advisor/schema.py",
+        )
+    return kb
+
+
+def _cross_check(kb: KnowledgeBase, *, check_examples: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    slugs: dict[str, str] = {}
+    for rec in kb.recommendations.values():
+        rel = f"recommendations/{rec.id}.toml"
+        refs: list[tuple[str, str]] = [(f"citations[{i}]", k) for i, k in enumerate(rec.citations)]
+        if rec.rate is not None:
+            refs += [(f"rate.citations[{i}]", k) for i, k in enumerate(rec.rate.citations)]
+        for j, pos in enumerate(rec.positions):
+            refs += [(f"positions[{j}].citations[{i}]", k) for i, k in enumerate(pos.citations)]
+        for where, key in refs:
+            if key not in kb.citations:
+                hint = _suggest(key, kb.citations)
+                problems.append(Problem(rel, where, f"unknown citation '{key}'" + (f"; {hint}" if hint else "")))
+        for i, other in enumerate(rec.related):
+            if other not in kb.recommendations:
+                problems.append(Problem(rel, f"related[{i}]", f"unknown recommendation '{other}'"))
+            elif other == rec.id:
+                problems.append(Problem(rel, f"related[{i}]", "a recommendation cannot relate to itself"))
+        if rec.engine is not None:
+            for i, other in enumerate(rec.engine.supersedes):
+                if other not in kb.recommendations:
+                    problems.append(Problem(rel, f"engine.supersedes[{i}]", f"unknown recommendation '{other}'"))
+        if rec.audit is not None:
+            if rec.audit.slug in slugs:
+                problems.append(
+                    Problem(rel, "audit.slug", f"'{rec.audit.slug}' is already used by {slugs[rec.audit.slug]}")
+                )
+            slugs[rec.audit.slug] = rec.id
+        if check_examples:
+            for part in ("before", "after"):
+                code = getattr(rec.example, part)
+                try:
+                    compile(code, f"{rel}:example.{part}", "exec")
+                except SyntaxError as exc:
+                    problems.append(Problem(rel, f"example.{part}", f"does not compile: {exc.msg} (line {exc.lineno})"))
+    return problems
+
+
+@functools.lru_cache(maxsize=1)
+def default_kb() -> KnowledgeBase:
+    """The installed knowledge base, loaded once per process."""
+    return load()

@@ -1,0 +1,323 @@
+"""Strict schemas of the knowledge base.
+
+Every model forbids unknown keys and is frozen: a typo in a data file is an error, never lost data.
+Rates are always *drop* probabilities (PyTorch ``p``); sources that state a retain probability are
+converted by the author of the entry, who records the original wording in ``rate_text``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+CITATION_KEY = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+RECOMMENDATION_ID = re.compile(r"^DRP\d{3}$")
+SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+Evidence = Literal["primary", "quoted", "secondary", "unverified"]
+Confidence = Literal["high", "medium", "low"]
+EntryType = Literal["article", "inproceedings", "incollection", "book", "misc", "manual", "online"]
+
+# Kinds of dropout, one vocabulary for findings, recommendations, plans and audit reports.
+DropoutKind = Literal[
+    "dropout",  # element-wise (nn.Dropout)
+    "dropout1d",  # channel-wise on (N, C, L)
+    "dropout2d",  # channel-wise on (N, C, H, W): SpatialDropout
+    "dropout3d",
+    "alpha-dropout",  # SELU nets
+    "feature-alpha-dropout",
+    "locked-dropout",  # variational: one mask for all time steps
+    "drop-path",  # stochastic depth: drop a whole residual branch per sample
+    "dropblock",
+    "weight-drop",  # DropConnect on weights
+    "attention-dropout",  # on the attention probabilities
+    "embedding-dropout",  # whole rows of the embedding matrix (word dropout)
+    "none",  # a finding or recommendation that says: no dropout here
+]
+
+# The operations that stand around a dropout site, one documented vocabulary (see README).
+Operation = Literal[
+    "input",
+    "embedding",
+    "positional-encoding",
+    "linear",
+    "conv",
+    "activation",
+    "pool",
+    "global-pool",
+    "flatten",
+    "batchnorm",
+    "layernorm",
+    "attention",
+    "attention-weights",
+    "ffn",
+    "residual-branch",
+    "residual-add",
+    "identity-path",
+    "rnn-layer",
+    "recurrent-connection",
+    "graph-conv",
+    "classifier",
+    "output",
+    "loss",
+    "any",
+]
+
+Category = Literal["placement", "rate", "interaction", "implementation", "process"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_range(lo: float, hi: float) -> None:
+    if not (0.0 <= lo <= hi < 1.0):
+        raise ValueError(f"rate range [{lo}, {hi}] must satisfy 0 <= low <= high < 1")
+
+
+class Finding(Strict):
+    """One placement fact taken from a source."""
+
+    where: str = Field(min_length=3, description="Where the dropout goes, in the source's terms.")
+    kind: DropoutKind
+    p: float | None = Field(default=None, ge=0.0, lt=1.0, description="Drop probability.")
+    p_range: tuple[float, float] | None = None
+    rate_text: str | None = Field(
+        default=None, description="The rate as the source states it, e.g. 'retain p = 0.8 (drop 0.2)'."
+    )
+    converted_from_retain: bool = False
+    section: str | None = Field(default=None, description="Section, table, figure or file it comes from.")
+    quote: str | None = None
+    evidence: Evidence
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _range_ok(self) -> Finding:
+        if self.p_range is not None:
+            _check_range(*self.p_range)
+        if self.converted_from_retain and not self.rate_text:
+            raise ValueError("converted_from_retain needs rate_text with the source's original wording")
+        return self
+
+
+class Citation(Strict):
+    """A source: paper, book, docs page, code repository or discussion thread."""
+
+    key: str
+    entry_type: EntryType
+    authors: list[str] = Field(min_length=1)
+    title: str = Field(min_length=3)
+    year: int = Field(ge=1950, le=2030)
+    venue: str | None = None
+    journal: str | None = None
+    booktitle: str | None = None
+    volume: str | None = None
+    number: str | None = None
+    pages: str | None = None
+    publisher: str | None = None
+    arxiv: str | None = None
+    doi: str | None = None
+    url: str | None = None
+    isbn: str | None = None
+    evidence: Evidence = Field(description="How the bibliographic data was verified.")
+    unverified: list[str] = Field(
+        default_factory=list, description="Bibliographic fields or claims that could not be verified."
+    )
+    note: str | None = None
+    findings: list[Finding] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not CITATION_KEY.match(v):
+            raise ValueError("key must be lowercase letters, digits and dashes, e.g. 'srivastava2014'")
+        return v
+
+    @field_validator("arxiv")
+    @classmethod
+    def _arxiv(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^\d{4}\.\d{4,5}$", v):
+            raise ValueError("arxiv must be a new-style id such as '1207.0580' (no 'arXiv:' prefix)")
+        return v
+
+    @field_validator("doi")
+    @classmethod
+    def _doi(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^10\.\d{4,9}/\S+$", v):
+            raise ValueError("doi must look like '10.1109/CVPR.2019.00279' (no URL prefix)")
+        return v
+
+    @model_validator(mode="after")
+    def _locator(self) -> Citation:
+        if not (self.arxiv or self.doi or self.url):
+            raise ValueError("a citation needs at least one of arxiv, doi or url")
+        if self.entry_type == "article" and not self.journal:
+            raise ValueError("an article needs 'journal'")
+        if self.entry_type in ("inproceedings", "incollection") and not self.booktitle:
+            raise ValueError(f"an {self.entry_type} needs 'booktitle'")
+        if self.entry_type == "book" and not self.publisher:
+            raise ValueError("a book needs 'publisher'")
+        return self
+
+
+class Site(Strict):
+    """Where a recommendation puts (or forbids) dropout, and with which PyTorch tool."""
+
+    after: Operation
+    before: Operation
+    kind: DropoutKind
+    module: str = Field(description="The PyTorch class or argument, e.g. 'nn.Dropout2d' or 'nn.LSTM(dropout=)'.")
+    description: str = Field(min_length=3)
+
+
+class Rate(Strict):
+    """A drop probability: a default and the range the citations support."""
+
+    default: float = Field(ge=0.0, lt=1.0)
+    low: float = Field(ge=0.0, lt=1.0)
+    high: float = Field(ge=0.0, lt=1.0)
+    citations: list[str] = Field(min_length=1, description="Sources of the numbers.")
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Rate:
+        _check_range(self.low, self.high)
+        if not (self.low <= self.default <= self.high):
+            raise ValueError(f"default {self.default} lies outside [{self.low}, {self.high}]")
+        return self
+
+
+class Position(Strict):
+    """One side of a contested question."""
+
+    claim: str
+    evidence: str
+    citations: list[str] = Field(min_length=1)
+
+
+class Example(Strict):
+    """A before/after pair of PyTorch code; both must compile."""
+
+    before: str
+    after: str
+
+
+class AuditRule(Strict):
+    """The auditor's rule that enforces this recommendation."""
+
+    slug: str
+    severity: Literal["error", "warning", "info"]
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError("slug must be lowercase words joined by dashes")
+        return v
+
+
+# ---- engine: when a recommendation applies to a user's architecture, and what it does ----
+
+Arch = Literal["mlp", "cnn", "resnet", "rnn", "transformer", "gnn"]
+
+
+class Condition(Strict):
+    """Conditions on the architecture spec; every field given must hold (AND). Lists mean 'one of'."""
+
+    arch: list[Arch] | None = None
+    batch_norm: bool | None = None
+    activation: list[str] | None = None
+    activation_not: list[str] | None = None
+    head: list[Literal["fc", "gap"]] | None = None
+    wide: bool | None = None
+    cell: list[Literal["lstm", "gru"]] | None = None
+    rnn_task: list[Literal["lm", "classifier", "seq2seq"]] | None = None
+    min_layers: int | None = Field(default=None, ge=1)
+    max_layers: int | None = Field(default=None, ge=1)
+    transformer: list[Literal["encoder", "decoder", "encoder-decoder"]] | None = None
+    norm: list[Literal["pre", "post"]] | None = None
+    gnn: list[Literal["gcn", "gat"]] | None = None
+    regime: list[Literal["scratch", "fine-tuning", "pretraining"]] | None = None
+    overfitting: list[Literal["none", "mild", "strong", "unknown"]] | None = None
+    underfitting: bool | None = None
+    uncertainty: bool | None = None
+    modality: list[Literal["tabular", "image", "text", "audio", "graph", "sequence", "other"]] | None = None
+    embeddings: bool | None = None
+    min_params: int | None = Field(default=None, ge=0)
+    min_samples: int | None = Field(default=None, ge=0)
+
+
+class Match(Strict):
+    """A gap between two operations in the user's layer stack; tags narrow it (e.g. 'head', 'conv-stack')."""
+
+    after: Operation
+    before: Operation
+    after_tag: str | None = None
+    before_tag: str | None = None
+
+
+class Engine(Strict):
+    """How the advisor uses a recommendation.
+
+    action:
+      - ``place``: put a dropout site in every gap that matches ``at`` (first, last or all of them).
+      - ``avoid``: list every matching gap in the plan's ``avoid`` section.
+      - ``note``: add the summary to the plan's notes (process advice, MC dropout, schedules).
+      - ``disable``: remove every placed site (e.g. large-scale pretraining) and say why.
+    """
+
+    action: Literal["place", "avoid", "note", "disable"]
+    when: Condition = Condition()
+    at: list[Match] = Field(default_factory=list)
+    scope: Literal["all", "first", "last", "all-but-last"] = "all"
+    schedule: Literal["constant", "rise-with-depth", "early", "late"] = "constant"
+    priority: int = Field(default=0, description="Where two recommendations claim one gap, the higher wins.")
+    supersedes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _needs_match(self) -> Engine:
+        if self.action in ("place", "avoid") and not self.at:
+            raise ValueError(f"action '{self.action}' needs at least one 'at' match")
+        return self
+
+
+class Recommendation(Strict):
+    """A placement recommendation with a permanent ID."""
+
+    id: str
+    status: Literal["active", "removed"] = "active"
+    title: str = Field(min_length=3, description="Human-readable name; may change, the ID never does.")
+    summary: str = Field(min_length=10, max_length=200, description="One line.")
+    category: Category
+    rationale: str = Field(min_length=20)
+    applies_to: list[str] = Field(min_length=1)
+    not_applies_to: list[str] = Field(min_length=1)
+    site: Site
+    rate: Rate | None = None
+    example: Example
+    citations: list[str] = Field(min_length=1)
+    confidence: Confidence
+    contested: bool = False
+    positions: list[Position] = Field(default_factory=list)
+    related: list[str] = Field(default_factory=list)
+    audit: AuditRule | None = None
+    engine: Engine | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not RECOMMENDATION_ID.match(v):
+            raise ValueError("id must be 'DRP' followed by three digits, e.g. 'DRP012'")
+        return v
+
+    @model_validator(mode="after")
+    def _contested(self) -> Recommendation:
+        if self.contested and len(self.positions) < 2:
+            raise ValueError("a contested recommendation needs at least two 'positions'")
+        if "\n" in self.summary:
+            raise ValueError("summary must be one line")
+        return self
