@@ -8,18 +8,62 @@ from advisor.schema import Citation
 
 # Letters without a combining-mark decomposition.
 _LETTERS = {
-    "Ł": r"{\L}", "ł": r"{\l}", "Ø": r"{\O}", "ø": r"{\o}", "ß": r"{\ss}", "Æ": r"{\AE}", "æ": r"{\ae}",
-    "Œ": r"{\OE}", "œ": r"{\oe}", "Å": r"{\AA}", "å": r"{\aa}", "ı": r"{\i}", "Đ": r"{\DJ}", "đ": r"{\dj}",
-    "–": "--", "—": "---", "‘": "`", "’": "'", "“": "``", "”": "''", "…": r"\ldots{}", "×": r"$\times$",
-    "·": r"$\cdot$", "→": r"$\rightarrow$", "≈": r"$\approx$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "Ł": r"{\L}",
+    "ł": r"{\l}",
+    "Ø": r"{\O}",
+    "ø": r"{\o}",
+    "ß": r"{\ss}",
+    "Æ": r"{\AE}",
+    "æ": r"{\ae}",
+    "Œ": r"{\OE}",
+    "œ": r"{\oe}",
+    "Å": r"{\AA}",
+    "å": r"{\aa}",
+    "ı": r"{\i}",
+    "Đ": r"{\DJ}",
+    "đ": r"{\dj}",
+    "–": "--",
+    "—": "---",
+    "‘": "`",
+    "’": "'",
+    "“": "``",
+    "”": "''",
+    "…": r"\ldots{}",
+    "×": r"$\times$",
+    "·": r"$\cdot$",
+    "→": r"$\rightarrow$",
+    "≈": r"$\approx$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
 }
 # Combining marks to LaTeX accent commands.
 _ACCENTS = {
-    "\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0308": '"', "\u0303": "~", "\u0304": "=",
-    "\u0307": ".", "\u030c": "v", "\u0306": "u", "\u030b": "H", "\u0327": "c", "\u0328": "k", "\u030a": "r",
+    "\u0301": "'",
+    "\u0300": "`",
+    "\u0302": "^",
+    "\u0308": '"',
+    "\u0303": "~",
+    "\u0304": "=",
+    "\u0307": ".",
+    "\u030c": "v",
+    "\u0306": "u",
+    "\u030b": "H",
+    "\u0327": "c",
+    "\u0328": "k",
+    "\u030a": "r",
 }
-_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-            "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 # Required fields per entry type (BibTeX's standard styles).
 REQUIRED = {

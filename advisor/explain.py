@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from advisor.knowledge import KnowledgeBase
+from advisor.plan import Plan
 from advisor.schema import SCHEMA_VERSION, Citation, Finding, Recommendation
 
 
@@ -78,12 +79,18 @@ def recommendation_markdown(rec: Recommendation, kb: KnowledgeBase) -> str:
         tags.append(f"audit rule: {rec.audit.slug} ({rec.audit.severity})")
     out += [" · ".join(tags), ""]
     out += ["## Why", "", rec.rationale.strip(), ""]
-    out += ["## Where", "", f"- site: after **{rec.site.after}**, before **{rec.site.before}** — {rec.site.description}"]
+    out += [
+        "## Where",
+        "",
+        f"- site: after **{rec.site.after}**, before **{rec.site.before}** — {rec.site.description}",
+    ]
     out += [f"- kind: {rec.site.kind}; PyTorch: `{rec.site.module}`"]
     if rec.rate is not None:
         r = rec.rate
-        out += [f"- rate (drop probability): default **{r.default:g}**, range {r.low:g}–{r.high:g}"
-                f" [{', '.join(r.citations)}]"]
+        out += [
+            f"- rate (drop probability): default **{r.default:g}**, range {r.low:g}–{r.high:g}"
+            f" [{', '.join(r.citations)}]"
+        ]
         if r.note:
             out += [f"- rate note: {r.note}"]
     out += ["", "## Applies to", ""] + [f"- {a}" for a in rec.applies_to]
@@ -142,3 +149,55 @@ def citation_json(cit: Citation) -> dict[str, Any]:
 
 def envelope(kind: str, payload: Any) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, kind: payload}
+
+
+# ---- plans ----
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return plan.model_dump(mode="json")
+
+
+def plan_markdown(plan: Plan, kb: KnowledgeBase) -> str:
+    spec = plan.spec
+    out = [f"# Dropout plan for a {spec.get('arch')} ({spec.get('layers')} layers)", ""]
+    out += ["## Layer stack", "", "```"]
+    for pos, op in enumerate(plan.layers):
+        for site in plan.sites_at(pos):
+            out.append(f"  ▶ {site.module}  p={site.p:g}  [{site.id}: {', '.join(site.recommendations)}]")
+        out.append(f"  {op.label}")
+    out += ["```", "", "## Sites", ""]
+    if plan.sites:
+        out += [
+            "| site | where | kind | PyTorch | p | range | why | sources |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in plan.sites:
+            out.append(
+                f"| {s.id} | after {s.after_label}, before {s.before_label} | {s.kind} | `{s.module}` | {s.p:g} "
+                f"| {s.p_range[0]:g}–{s.p_range[1]:g} | {s.reason} ({', '.join(s.recommendations)}) "
+                f"| {', '.join(s.citations)} |"
+            )
+    else:
+        out.append("No dropout sites: see the notes.")
+    if plan.avoid:
+        out += ["", "## Do not put dropout here", ""]
+        for a in plan.avoid:
+            out.append(f"- **{a.where}** — {a.reason} ({', '.join(a.recommendations)}; {', '.join(a.citations)})")
+    if plan.notes:
+        out += ["", "## Notes", ""]
+        for n in plan.notes:
+            tag = " *(contested)*" if n.contested else ""
+            out.append(f"- {n.text}{tag} ({', '.join(n.recommendations)}; {', '.join(n.citations)})")
+    keys = sorted(
+        {k for s in plan.sites for k in s.citations}
+        | {k for a in plan.avoid for k in a.citations}
+        | {k for n in plan.notes for k in n.citations}
+    )
+    if keys:
+        out += ["", "## Sources", ""]
+        for k in keys:
+            c = kb.citations.get(k)
+            if c is not None:
+                out.append(f"- [{k}] {short_ref(c)}. *{c.title}*. {venue_of(c)}. {locator(c)}")
+    return "\n".join(out) + "\n"

@@ -233,6 +233,7 @@ class Condition(Strict):
     activation: list[str] | None = None
     activation_not: list[str] | None = None
     head: list[Literal["fc", "gap"]] | None = None
+    pooling: list[Literal["max", "avg", "none"]] | None = None
     wide: bool | None = None
     cell: list[Literal["lstm", "gru"]] | None = None
     rnn_task: list[Literal["lm", "classifier", "seq2seq"]] | None = None
@@ -246,18 +247,29 @@ class Condition(Strict):
     underfitting: bool | None = None
     uncertainty: bool | None = None
     modality: list[Literal["tabular", "image", "text", "audio", "graph", "sequence", "other"]] | None = None
+    modality_not: list[Literal["tabular", "image", "text", "audio", "graph", "sequence", "other"]] | None = None
     embeddings: bool | None = None
     min_params: int | None = Field(default=None, ge=0)
     min_samples: int | None = Field(default=None, ge=0)
 
 
 class Match(Strict):
-    """A gap between two operations in the user's layer stack; tags narrow it (e.g. 'head', 'conv-stack')."""
+    """A gap between two operations in the user's layer stack; tags narrow it (e.g. 'head', 'conv').
+
+    ``module`` and ``p`` override the recommendation's module and default rate at this gap only (e.g.
+    ``nn.LSTM(dropout=)`` between stacked layers; AWD-LSTM's different input and output rates).
+    A match on a structural path (recurrent-connection, identity-path) never appears as a gap in the
+    stack; avoid entries for it are listed whenever the recommendation applies.
+    """
 
     after: Operation
     before: Operation
     after_tag: str | None = None
     before_tag: str | None = None
+    kind: DropoutKind | None = None
+    module: str | None = Field(default=None, description="May use {cell} (LSTM or GRU).")
+    p: float | None = Field(default=None, ge=0.0, lt=1.0)
+    label: str | None = Field(default=None, description="How to describe a structural path in an avoid entry.")
 
 
 class Engine(Strict):
@@ -265,14 +277,19 @@ class Engine(Strict):
 
     action:
       - ``place``: put a dropout site in every gap that matches ``at`` (first, last or all of them).
-      - ``avoid``: list every matching gap in the plan's ``avoid`` section.
+      - ``avoid``: list the matching gaps (or structural paths) in the plan's ``avoid`` section, and remove
+        any site another recommendation placed there.
       - ``note``: add the summary to the plan's notes (process advice, MC dropout, schedules).
       - ``disable``: remove every placed site (e.g. large-scale pretraining) and say why.
     """
 
     action: Literal["place", "avoid", "note", "disable"]
-    when: Condition = Condition()
+    when: list[Condition] = Field(default_factory=lambda: [Condition()], description="Any of these (OR).")
     at: list[Match] = Field(default_factory=list)
+    avoid_at: list[Match] = Field(
+        default_factory=list,
+        description="Places a 'place' recommendation also warns against (the avoid list).",
+    )
     scope: Literal["all", "first", "last", "all-but-last"] = "all"
     schedule: Literal["constant", "rise-with-depth", "early", "late"] = "constant"
     priority: int = Field(default=0, description="Where two recommendations claim one gap, the higher wins.")

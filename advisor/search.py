@@ -15,7 +15,10 @@ _PHRASES: list[tuple[str, str]] = [
     (r"batch[\s_-]*norm(alization|alisation)?|\bbn\b", " batchnorm "),
     (r"layer[\s_-]*norm(alization|alisation)?", " layernorm "),
     (r"max[\s_-]*pool(ing)?", " maxpool pooling "),
-    (r"avg[\s_-]*pool(ing)?|average[\s_-]*pool(ing)?|global[\s_-]*pool(ing)?|\bgap\b", " globalpool pooling "),
+    (
+        r"avg[\s_-]*pool(ing)?|average[\s_-]*pool(ing)?|global[\s_-]*pool(ing)?|\bgap\b",
+        " globalpool pooling ",
+    ),
     (r"fully[\s_-]*connected|\bdense\b|\bfc\b|\bmlp\b|\bperceptron", " fc linear "),
     (r"\bconv(olution(al)?)?s?\b|\bcnns?\b", " conv "),
     (r"\brnns?\b|\blstms?\b|\bgrus?\b|recurrent", " rnn recurrent lstm "),
@@ -36,9 +39,73 @@ _PHRASES: list[tuple[str, str]] = [
     (r"embeddings?", " embedding "),
 ]
 _STOP = set(
-    """a an and are as at be before after both by can do does for from how i if in into is it its my of on or
-    should so that the their them then there these this to use used using was we what when where which
-    while who why will with you your place put placing layer layers network networks neural dropout go""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "before",
+        "after",
+        "both",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "my",
+        "of",
+        "on",
+        "or",
+        "should",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "use",
+        "used",
+        "using",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "place",
+        "put",
+        "placing",
+        "layer",
+        "layers",
+        "network",
+        "networks",
+        "neural",
+        "dropout",
+        "go",
+    ]
 )
 # "before"/"after" are stop words for matching, but a question's direction still ranks by content.
 
@@ -78,8 +145,7 @@ def _rec_text(r: Recommendation) -> tuple[str, str]:
 def _cit_text(c: Citation) -> tuple[str, str]:
     head = f"{c.key} {c.title} {c.title} " + " ".join(c.authors) + f" {c.year}"
     body = " ".join(
-        [c.note or ""]
-        + [f"{f.where} {f.kind} {f.quote or ''} {f.note or ''} {f.rate_text or ''}" for f in c.findings]
+        [c.note or ""] + [f"{f.where} {f.kind} {f.quote or ''} {f.note or ''} {f.rate_text or ''}" for f in c.findings]
     )
     return head, body
 

@@ -23,7 +23,7 @@ class AdvisorGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except _cx.NoArgsIsHelpError as exc:
             # Rich help prints itself while the exception is built; plain help comes back as the message.
             if exc.format_message():

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from advisor.cli.common import DocFormat, Format, emit_json, emit_text, guarded
 from advisor.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from advisor.knowledge import KnowledgeBase
 
 refs_app = typer.Typer(
     help="The sources behind the advice: list, show, search, and export BibTeX.",
@@ -17,7 +21,7 @@ refs_app = typer.Typer(
 )
 
 
-def _kb():  # type: ignore[no-untyped-def]
+def _kb() -> KnowledgeBase:
     from advisor.knowledge import default_kb
 
     return default_kb()
@@ -32,7 +36,10 @@ def register(app: typer.Typer) -> None:
 @guarded
 def list_cmd(
     category: str | None = typer.Option(
-        None, "--category", "-c", help="Only this category: placement, interaction, rate, implementation, process."
+        None,
+        "--category",
+        "-c",
+        help="Only this category: placement, interaction, rate, implementation, process.",
     ),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
 ) -> None:
@@ -124,7 +131,7 @@ def refs_show(
 @refs_app.command("search")
 @guarded
 def refs_search(
-    query: list[str] = typer.Argument(..., metavar="QUERY", help="Words to look for, e.g. \"batch norm\"."),
+    query: list[str] = typer.Argument(..., metavar="QUERY", help='Words to look for, e.g. "batch norm".'),
     limit: int = typer.Option(10, "--limit", "-n", min=1, max=100, help="How many matches to show."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
 ) -> None:

@@ -1,0 +1,282 @@
+"""The advisor: `recommend` (flags or an answers file) and `ask` (the interview, or a question in words)."""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+import sys
+import typing
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from advisor.cli.common import DocFormat, emit_json, emit_text, guarded, print_error
+from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError
+
+
+def _spec_flags(
+    arch: str | None = typer.Option(None, "--arch", help="mlp, cnn, resnet, rnn, transformer or gnn."),
+    layers: int | None = typer.Option(
+        None,
+        "--layers",
+        help="Hidden layers / conv blocks / residual blocks / recurrent or Transformer layers / graph-conv layers.",
+    ),
+    width: int | None = typer.Option(None, "--width", help="Hidden units, channels or d_model."),
+    batch_norm: bool | None = typer.Option(None, "--batch-norm/--no-batch-norm", help="Uses BatchNorm."),
+    activation: str | None = typer.Option(
+        None, "--activation", help="relu, leaky-relu, gelu, silu, tanh, sigmoid, selu or elu."
+    ),
+    pooling: str | None = typer.Option(None, "--pooling", help="cnn: max, avg or none."),
+    head: str | None = typer.Option(None, "--head", help="cnn: fc (flatten + FC layers) or gap (global pool)."),
+    fc_layers: int | None = typer.Option(None, "--fc-layers", help="cnn: hidden FC layers in the head."),
+    wide: bool | None = typer.Option(None, "--wide/--no-wide", help="resnet: a Wide ResNet."),
+    cell: str | None = typer.Option(None, "--cell", help="rnn: lstm or gru."),
+    bidirectional: bool | None = typer.Option(None, "--bidirectional/--no-bidirectional", help="rnn."),
+    rnn_task: str | None = typer.Option(None, "--task", help="rnn: lm, classifier or seq2seq."),
+    embeddings: bool | None = typer.Option(None, "--embeddings/--no-embeddings", help="rnn: token embeddings."),
+    transformer: str | None = typer.Option(
+        None, "--transformer", help="transformer: encoder, decoder or encoder-decoder."
+    ),
+    norm: str | None = typer.Option(None, "--norm", help="transformer: pre or post (LayerNorm placement)."),
+    gnn: str | None = typer.Option(None, "--gnn", help="gnn: gcn or gat."),
+    modality: str | None = typer.Option(
+        None, "--modality", help="tabular, image, text, audio, graph, sequence or other."
+    ),
+    samples: str | None = typer.Option(None, "--samples", help="Training examples, e.g. 50000 or 50k."),
+    params: str | None = typer.Option(None, "--params", help="Model parameters, e.g. 25M or 7B."),
+    regime: str | None = typer.Option(None, "--regime", help="scratch, fine-tuning or pretraining."),
+    overfitting: str | None = typer.Option(None, "--overfitting", help="none, mild, strong or unknown."),
+    underfitting: bool | None = typer.Option(
+        None, "--underfitting/--no-underfitting", help="The model underfits (training loss stays high)."
+    ),
+    uncertainty: bool | None = typer.Option(
+        None, "--uncertainty/--no-uncertainty", help="You want MC-dropout uncertainty estimates."
+    ),
+    answers: Path | None = typer.Option(None, "--answers", help="Replay a saved interview (TOML or JSON)."),
+) -> None:
+    """Only its signature is used: the flags shared by `recommend` and `ask`."""
+
+
+_SPEC_HINTS = typing.get_type_hints(_spec_flags)
+_SPEC_PARAMS = [p.replace(annotation=_SPEC_HINTS[p.name]) for p in inspect.signature(_spec_flags).parameters.values()]
+_SPEC_NAMES = [p.name for p in _SPEC_PARAMS]
+
+
+def with_spec_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every spec flag; the command receives them as one dict, ``flags``."""
+    hints = typing.get_type_hints(fn)
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(fn).parameters.values() if p.name != "flags"]
+
+    @wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in _SPEC_NAMES}
+        return fn(flags=flags, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + _SPEC_PARAMS)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + _SPEC_PARAMS}
+    return wrapper
+
+
+def _gather(flags: dict[str, Any]) -> dict[str, Any]:
+    """Answers file first, flags on top; counts like '50k' parsed; errors name the source and field."""
+    from advisor.interview import parse_count
+    from advisor.spec import load_answers
+
+    values: dict[str, Any] = {}
+    answers_path = flags.pop("answers", None)
+    if answers_path is not None:
+        values.update(load_answers(answers_path))
+    for key in ("samples", "params"):
+        raw = flags.get(key)
+        if raw is not None:
+            try:
+                flags[key] = parse_count(str(raw))
+            except ValueError as exc:
+                raise SpecError(f"--{key}: {exc}", hint="e.g. --samples 50k or --params 7B") from None
+            if flags[key] < 1:
+                raise SpecError(f"--{key}: must be at least 1", hint="leave it out if unknown")
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return values
+
+
+def _render(plan: Any, fmt: DocFormat) -> None:
+    from advisor.explain import plan_json, plan_markdown
+    from advisor.knowledge import default_kb
+
+    if fmt is DocFormat.json:
+        emit_json(plan_json(plan))
+    elif fmt is DocFormat.markdown:
+        emit_text(plan_markdown(plan, default_kb()))
+    else:
+        from advisor.views import print_plan
+
+        print_plan(plan, default_kb())
+
+
+def equivalent_command(spec: Any) -> str:
+    parts = ["dropout-advisor", "recommend"]
+    for key, value in spec.answers().items():
+        flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("recommend")(recommend_cmd)
+    app.command("ask")(ask_cmd)
+
+
+@with_spec_flags
+@guarded
+def recommend_cmd(
+    flags: dict[str, Any],
+    fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, json or markdown."),
+    save_answers: Path | None = typer.Option(None, "--save-answers", help="Also save these answers to a file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --save-answers' file if it exists."),
+) -> None:
+    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why."""
+    from advisor.interview import require_complete
+    from advisor.recommend import recommend
+    from advisor.spec import answers_toml, build_spec
+
+    values = _gather(flags)
+    require_complete(values, "recommend")
+    spec = build_spec(values, source=str(flags.get("answers") or "flags"))
+    plan = recommend(spec)
+    if save_answers is not None:
+        from advisor.fileio import write_text_atomic
+
+        result = write_text_atomic(save_answers, answers_toml(spec), force=force)
+        sys.stderr.write(f"answers {result.value}: {save_answers}\n")
+    _render(plan, fmt)
+
+
+def _prompt_fn(console: Any) -> Callable[[Any, Any], str]:
+    from rich.prompt import Prompt
+
+    def prompt(q: Any, default: Any) -> str:
+        shown = q.text
+        if q.choices:
+            shown += f" [{'/'.join(q.choices)}]"
+        if default is not None:
+            d = ("yes" if default else "no") if isinstance(default, bool) else default
+            shown += f" (default: {d})"
+        shown += " — or 'back'"
+        value = Prompt.ask(shown, console=console, default="", show_default=False)
+        return str(value)
+
+    return prompt
+
+
+@with_spec_flags
+@guarded
+def ask_cmd(
+    flags: dict[str, Any],
+    question: list[str] = typer.Argument(
+        None,
+        metavar="[QUESTION]",
+        help='A question in plain words, e.g. "should dropout go before or after max pooling?"; '
+        "without it, an interview about your network.",
+    ),
+    fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, json or markdown."),
+    limit: int = typer.Option(6, "--limit", "-n", min=1, max=50, help="How many answers to a question."),
+) -> None:
+    """Answer a question in words, or interview you about your network and show a placement plan.
+
+    Every question of the interview is also a flag (see `recommend`). Type 'back' to revise the previous
+    answer; Ctrl-C stops (exit 130). Without a terminal, answers are read from standard input; if it
+    ends before the family is known, the command exits 2 naming what is missing.
+    """
+    if question:
+        _answer_question(" ".join(question), fmt, limit)
+        return
+    from rich.console import Console
+
+    from advisor.interview import finish, run_interview
+    from advisor.recommend import recommend
+
+    values = _gather(flags)
+    if values.pop("underfitting", False):
+        values["overfitting"] = "underfitting"
+    console = Console(stderr=True, highlight=False)
+    interactive = sys.stdin.isatty()
+    try:
+        answers = run_interview(
+            values,
+            _prompt_fn(console),
+            show_error=lambda m: console.print(f"[red]✗ {m}[/red] — please answer again"),
+        )
+    except EOFError:
+        from advisor.interview import missing_required, pending
+
+        if interactive:
+            raise Interrupted("input closed", hint="nothing was written; run the command again when ready") from None
+        got = dict(values)
+        if missing_required(got):
+            missing = [q.field for q in pending(got)]
+            raise SpecError(
+                "no terminal and not enough answers: missing " + ", ".join(missing),
+                hint="pass --arch and the other flags, --answers FILE, or run 'dropout-advisor ask' in a terminal",
+            ) from None
+        answers = got
+        console.print("[dim]input ended: the remaining questions take their defaults[/dim]")
+    spec = finish(answers)
+    plan = recommend(spec)
+    _render(plan, fmt)
+    console.print(f"\nThe same plan without questions:\n  {equivalent_command(spec)}")
+    _offer_save(spec, console)
+
+
+def _offer_save(spec: Any, console: Any) -> None:
+    from rich.prompt import Confirm, Prompt
+
+    from advisor.errors import OutputError
+    from advisor.fileio import write_text_atomic
+    from advisor.spec import answers_toml
+
+    try:
+        if not Confirm.ask("Save these answers to a file?", console=console, default=False):
+            return
+        while True:
+            path = Path(Prompt.ask("File name", console=console, default="dropout-answers.toml"))
+            force = False
+            if path.exists():
+                force = Confirm.ask(f"{path} exists. Overwrite it?", console=console, default=False)
+                if not force:
+                    continue
+            try:
+                result = write_text_atomic(path, answers_toml(spec), force=force)
+            except OutputError as exc:
+                print_error(exc.message, exc.hint)
+                continue
+            console.print(f"answers {result.value}: {path}  (replay: dropout-advisor recommend --answers {path})")
+            return
+    except EOFError:
+        return
+    except KeyboardInterrupt:
+        print_error("interrupted", "the plan above is complete; the answers were not saved")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _answer_question(text: str, fmt: DocFormat, limit: int) -> None:
+    from advisor.knowledge import default_kb
+    from advisor.qa import answer
+
+    kb = default_kb()
+    result = answer(text, kb, limit=limit)
+    if fmt is DocFormat.json:
+        emit_json(result.model_dump(mode="json"))
+        return
+    md = result.markdown()
+    if fmt is DocFormat.markdown:
+        emit_text(md)
+        return
+    from advisor.views import print_markdown
+
+    print_markdown(md)

@@ -1,0 +1,257 @@
+"""The architecture interview: which questions to ask, in which order, and how to read the answers.
+
+Pure: the question flow is data plus predicates over the answers so far, and :func:`run_interview`
+takes the prompt function as an argument, so the CLI can use rich's prompts and tests a script.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+from advisor.errors import SpecError
+from advisor.spec import DEFAULTS, build_spec
+
+BACK = "back"
+
+Answers = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Question:
+    field: str
+    text: str
+    kind: str  # "choice", "int", "count", "bool"
+    choices: tuple[str, ...] = ()
+    when: Callable[[Answers], bool] = dc_field(default=lambda a: True)
+    optional: bool = False  # blank answer = unknown
+    help: str = ""
+
+    def default(self, answers: Answers) -> Any:
+        arch = answers.get("arch")
+        if self.field == "overfitting":
+            return "unknown"
+        if self.field in ("regime",):
+            return "scratch"
+        if self.field == "uncertainty":
+            return False
+        if arch and self.field in DEFAULTS[arch]:
+            return DEFAULTS[arch][self.field]
+        return None
+
+
+def _arch(*names: str) -> Callable[[Answers], bool]:
+    return lambda a: a.get("arch") in names
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question(
+        "arch",
+        "Which family is the network?",
+        "choice",
+        ("mlp", "cnn", "resnet", "rnn", "transformer", "gnn"),
+        help="mlp: fully connected; cnn: plain conv net; resnet: BatchNorm/residual CNN (incl. Wide ResNet); "
+        "rnn: LSTM/GRU; transformer; gnn: GCN/GAT",
+    ),
+    Question(
+        "layers",
+        "How many layers (hidden layers, conv blocks, residual blocks, recurrent or Transformer layers)?",
+        "int",
+    ),
+    Question("width", "How wide (hidden units, channels, d_model)?", "int"),
+    Question("batch_norm", "Does it use BatchNorm?", "bool", when=_arch("mlp", "cnn")),
+    Question(
+        "activation",
+        "Which activation?",
+        "choice",
+        ("relu", "leaky-relu", "gelu", "silu", "tanh", "sigmoid", "selu", "elu"),
+        when=_arch("mlp", "cnn"),
+    ),
+    Question("pooling", "Pooling after each conv block?", "choice", ("max", "avg", "none"), when=_arch("cnn")),
+    Question(
+        "head",
+        "Classifier head: flatten + fully connected layers (fc), or global average pooling (gap)?",
+        "choice",
+        ("fc", "gap"),
+        when=_arch("cnn"),
+    ),
+    Question(
+        "fc_layers",
+        "How many hidden fully connected layers in the head?",
+        "count",
+        when=lambda a: a.get("arch") == "cnn" and a.get("head", "fc") == "fc",
+    ),
+    Question("wide", "Is it a Wide ResNet (WRN)?", "bool", when=_arch("resnet")),
+    Question("cell", "Which recurrent cell?", "choice", ("lstm", "gru"), when=_arch("rnn")),
+    Question("bidirectional", "Bidirectional?", "bool", when=_arch("rnn")),
+    Question(
+        "rnn_task",
+        "What does it do: language model (lm), classifier, or seq2seq decoder?",
+        "choice",
+        ("lm", "classifier", "seq2seq"),
+        when=_arch("rnn"),
+    ),
+    Question("embeddings", "Does it start from token embeddings?", "bool", when=_arch("rnn")),
+    Question(
+        "transformer",
+        "Encoder, decoder-only, or encoder-decoder?",
+        "choice",
+        ("encoder", "decoder", "encoder-decoder"),
+        when=_arch("transformer"),
+    ),
+    Question(
+        "norm",
+        "Pre-norm (LayerNorm before each sub-layer) or post-norm (after the residual add)?",
+        "choice",
+        ("pre", "post"),
+        when=_arch("transformer"),
+    ),
+    Question(
+        "modality",
+        "What is the input?",
+        "choice",
+        ("text", "image", "audio", "sequence", "other"),
+        when=_arch("transformer"),
+    ),
+    Question("gnn", "GCN or GAT?", "choice", ("gcn", "gat"), when=_arch("gnn")),
+    Question("samples", "How many training examples (e.g. 50k, 1.2M)? Blank if unknown.", "count", optional=True),
+    Question(
+        "params",
+        "How many parameters does the model have (e.g. 25M, 7B)? Blank if unknown.",
+        "count",
+        optional=True,
+    ),
+    Question(
+        "regime",
+        "Training from scratch, fine-tuning a pretrained model, or large-scale pretraining?",
+        "choice",
+        ("scratch", "fine-tuning", "pretraining"),
+    ),
+    Question(
+        "overfitting",
+        "What do you see: a train/validation gap (mild/strong), none, underfitting, or not trained yet (unknown)?",
+        "choice",
+        ("unknown", "none", "mild", "strong", "underfitting"),
+    ),
+    Question("uncertainty", "Do you want uncertainty estimates from MC dropout at inference?", "bool"),
+)
+
+_SUFFIX = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000, "t": 1_000_000_000_000}
+
+
+def parse_count(text: str) -> int:
+    """'50k' -> 50000, '1.2M' -> 1200000, '7B' -> 7000000000, '60000' and '60_000' as written."""
+    t = text.strip().lower().replace("_", "").replace(",", "")
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kmbgt]?)", t)
+    if not m:
+        raise ValueError(f"'{text}' is not a count: write a whole number, optionally with k, M or B (e.g. 50k)")
+    value = float(m.group(1)) * _SUFFIX.get(m.group(2), 1)
+    if value != int(value):
+        raise ValueError(f"'{text}' is not a whole number")
+    if int(value) < 0:
+        raise ValueError("must not be negative")
+    return int(value)
+
+
+def parse_answer(q: Question, raw: str) -> Any:
+    """Read one answer; raise ValueError with a reason the prompt shows before asking again."""
+    text = raw.strip()
+    if q.kind == "choice":
+        low = text.lower()
+        if low in q.choices:
+            return low
+        import difflib
+
+        close = difflib.get_close_matches(low, q.choices, n=1, cutoff=0.5)
+        raise ValueError(
+            f"'{text}' is not one of {', '.join(q.choices)}" + (f"; did you mean '{close[0]}'?" if close else "")
+        )
+    if q.kind == "bool":
+        if text.lower() in ("y", "yes", "true", "1"):
+            return True
+        if text.lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError("answer yes or no")
+    value = parse_count(text)
+    if q.kind == "int" and value < 1:
+        raise ValueError("must be at least 1")
+    if q.field in ("samples", "params") and value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def to_spec_values(answers: Answers) -> dict[str, Any]:
+    """Map interview answers to spec fields (the 'underfitting' symptom is its own flag)."""
+    values = dict(answers)
+    if values.get("overfitting") == "underfitting":
+        values["overfitting"] = "unknown"
+        values["underfitting"] = True
+    return values
+
+
+def pending(answers: Answers) -> list[Question]:
+    return [q for q in QUESTIONS if q.when(answers) and q.field not in answers]
+
+
+Prompt = Callable[[Question, Any], str]
+
+
+def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str], None]) -> Answers:
+    """Ask every applicable question not already ``given``; ``back`` revises the previous answer.
+
+    ``prompt(question, default)`` returns the raw text typed (empty = default); it may raise
+    KeyboardInterrupt or EOFError, which propagate to the caller.
+    """
+    answers: Answers = dict(given)
+    asked: list[str] = []
+    while True:
+        todo = pending(answers)
+        if not todo:
+            return answers
+        q = todo[0]
+        default = q.default(answers)
+        raw = prompt(q, default)
+        if raw.strip().lower() == BACK:
+            if asked:
+                answers.pop(asked.pop(), None)
+                # Answers that depended on the revised one are asked again.
+                answers = {k: v for k, v in answers.items() if k in given or k in asked}
+            else:
+                show_error("nothing to go back to")
+            continue
+        if raw.strip() == "":
+            if default is None and not q.optional:
+                show_error("this question needs an answer")
+                continue
+            if default is None:
+                answers[q.field] = None
+                asked.append(q.field)
+                continue
+            raw = str(default).lower() if not isinstance(default, bool) else ("yes" if default else "no")
+        try:
+            answers[q.field] = parse_answer(q, raw)
+        except ValueError as exc:
+            show_error(str(exc))
+            continue
+        asked.append(q.field)
+
+
+def finish(answers: Answers) -> Any:
+    values = {k: v for k, v in to_spec_values(answers).items() if v is not None}
+    return build_spec(values, source="interview")
+
+
+def missing_required(answers: Answers) -> list[str]:
+    return [q.field for q in pending(answers) if q.field == "arch"]
+
+
+def require_complete(answers: Answers, source: str) -> None:
+    missing = missing_required(answers)
+    if missing:
+        raise SpecError(
+            f"{source}: no answer for: {', '.join(missing)}",
+            hint="pass --arch (and any other flags), --answers FILE, or run 'dropout-advisor ask' in a terminal",
+        )

@@ -1,0 +1,116 @@
+"""Questions in plain words: ranked retrieval over the knowledge base, offline, no language model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.explain import rate_str, short_ref
+from advisor.knowledge import KnowledgeBase
+from advisor.search import knowledge_index, tokens
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RecAnswer(_M):
+    id: str
+    title: str
+    summary: str
+    confidence: str
+    contested: bool
+    rate: str | None
+    positions: list[str]
+    citations: list[str]
+    score: float
+
+
+class FindingAnswer(_M):
+    citation: str
+    reference: str
+    where: str
+    kind: str
+    rate: str | None
+    evidence: str
+    section: str | None
+    score: float
+
+
+class QAResult(_M):
+    schema_version: int = 1
+    question: str
+    recommendations: list[RecAnswer]
+    findings: list[FindingAnswer]
+
+    def markdown(self) -> str:
+        out = [f"# {self.question}", ""]
+        if not self.recommendations and not self.findings:
+            return "\n".join(
+                out + ["Nothing in the knowledge base matches. Try other words, or 'dropout-advisor list'.", ""]
+            )
+        if self.recommendations:
+            out += ["## Recommendations", ""]
+            for r in self.recommendations:
+                flag = " — **contested**" if r.contested else ""
+                rate = f" Drop p: {r.rate}." if r.rate else ""
+                out.append(
+                    f"- **{r.id} {r.title}** ({r.confidence} confidence{flag}): {r.summary}{rate}"
+                    f" [{', '.join(r.citations)}]"
+                )
+                out += [f"  - {p}" for p in r.positions]
+        if self.findings:
+            out += ["", "## What the sources found", ""]
+            for f in self.findings:
+                rate = f", drop {f.rate}" if f.rate else ""
+                sec = f", {f.section}" if f.section else ""
+                out.append(f"- {f.reference} [{f.citation}]: {f.where} ({f.kind}{rate}{sec}; {f.evidence})")
+        out += ["", "More: dropout-advisor explain ID · dropout-advisor refs show KEY", ""]
+        return "\n".join(out)
+
+
+def answer(question: str, kb: KnowledgeBase, limit: int = 6) -> QAResult:
+    hits = knowledge_index(kb).query(question, limit=60)
+    recs: list[RecAnswer] = []
+    for h in hits:
+        if h.kind != "recommendation" or len(recs) >= limit:
+            continue
+        r = kb.recommendations[h.key]
+        recs.append(
+            RecAnswer(
+                id=r.id,
+                title=r.title,
+                summary=r.summary,
+                confidence=r.confidence,
+                contested=r.contested,
+                rate=rate_str(r.rate.default, r.rate.low, r.rate.high) if r.rate else None,
+                positions=[f"{p.claim} [{', '.join(p.citations)}]" for p in r.positions],
+                citations=list(r.citations),
+                score=h.score,
+            )
+        )
+    # Findings: score each finding of the matching sources on its own text.
+    q = set(tokens(question))
+    found: list[FindingAnswer] = []
+    for h in hits:
+        if h.kind != "citation":
+            continue
+        c = kb.citations[h.key]
+        for f in c.findings:
+            text = set(tokens(f"{f.where} {f.kind} {f.quote or ''} {f.note or ''}"))
+            overlap = len(q & text)
+            if overlap == 0:
+                continue
+            found.append(
+                FindingAnswer(
+                    citation=c.key,
+                    reference=short_ref(c),
+                    where=f.where,
+                    kind=f.kind,
+                    rate=rate_str(f.p, *(f.p_range or (None, None))) if (f.p is not None or f.p_range) else None,
+                    evidence=f.evidence,
+                    section=f.section,
+                    score=round(h.score * overlap / max(len(q), 1), 3),
+                )
+            )
+    found.sort(key=lambda f: (-f.score, f.citation))
+    return QAResult(question=question, recommendations=recs, findings=found[:limit])

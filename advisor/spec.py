@@ -1,0 +1,210 @@
+"""The architecture spec: what the user told us about their network, data and symptoms.
+
+One model serves the interview, the flags of ``recommend`` and the answers file, so a session can be
+replayed exactly. Defaults that depend on the family are filled in by :func:`Spec.resolved`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from advisor.errors import SpecError
+
+ANSWERS_VERSION = 1
+
+Arch = Literal["mlp", "cnn", "resnet", "rnn", "transformer", "gnn"]
+Activation = Literal["relu", "leaky-relu", "gelu", "silu", "tanh", "sigmoid", "selu", "elu"]
+Regime = Literal["scratch", "fine-tuning", "pretraining"]
+Overfitting = Literal["none", "mild", "strong", "unknown"]
+Modality = Literal["tabular", "image", "text", "audio", "graph", "sequence", "other"]
+
+
+class Spec(BaseModel):
+    """A validated architecture description. Every field is also a ``recommend`` flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: Arch
+    layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="hidden layers (mlp), conv blocks (cnn), residual blocks (resnet), recurrent layers (rnn), "
+        "Transformer layers, graph-conv layers (gnn)",
+    )
+    width: int | None = Field(default=None, ge=1, le=1_000_000, description="hidden width / channels / d_model")
+    batch_norm: bool | None = None
+    activation: Activation | None = None
+    # CNN
+    pooling: Literal["max", "avg", "none"] | None = None
+    head: Literal["fc", "gap"] | None = Field(default=None, description="fc: flatten + FC layers; gap: global pool")
+    fc_layers: int | None = Field(default=None, ge=0, le=10, description="hidden FC layers in a CNN's head")
+    wide: bool | None = Field(default=None, description="resnet: a Wide ResNet (WRN)")
+    # RNN
+    cell: Literal["lstm", "gru"] | None = None
+    bidirectional: bool | None = None
+    rnn_task: Literal["lm", "classifier", "seq2seq"] | None = None
+    embeddings: bool | None = Field(default=None, description="token embeddings at the input (rnn)")
+    # Transformer
+    transformer: Literal["encoder", "decoder", "encoder-decoder"] | None = None
+    norm: Literal["pre", "post"] | None = None
+    # GNN
+    gnn: Literal["gcn", "gat"] | None = None
+    # Data, size, regime, symptoms
+    samples: int | None = Field(default=None, ge=1, description="training examples")
+    params: int | None = Field(default=None, ge=1, description="model parameters")
+    modality: Modality | None = None
+    regime: Regime = "scratch"
+    overfitting: Overfitting = "unknown"
+    underfitting: bool = False
+    uncertainty: bool = Field(default=False, description="MC-dropout uncertainty estimates wanted")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        if self.underfitting and self.overfitting in ("mild", "strong"):
+            raise ValueError("a model cannot both underfit and overfit: choose --underfitting or --overfitting")
+        return self
+
+    def resolved(self) -> Spec:
+        """Fill family defaults, so the engine and the text view never see None where it matters."""
+        d = DEFAULTS[self.arch]
+        values = self.model_dump()
+        for key, default in d.items():
+            if values.get(key) is None:
+                values[key] = default
+        return Spec.model_validate(values)
+
+    def answers(self) -> dict[str, Any]:
+        """What was given (not defaults), in the answers-file shape."""
+        return self.model_dump(exclude_defaults=True, exclude_none=True)
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"layers": 2, "width": 512, "batch_norm": False, "activation": "relu", "modality": "tabular"},
+    "cnn": {
+        "layers": 3,
+        "width": 64,
+        "batch_norm": False,
+        "activation": "relu",
+        "pooling": "max",
+        "head": "fc",
+        "fc_layers": 2,
+        "modality": "image",
+    },
+    "resnet": {
+        "layers": 8,
+        "width": 64,
+        "batch_norm": True,
+        "activation": "relu",
+        "head": "gap",
+        "wide": False,
+        "fc_layers": 0,
+        "modality": "image",
+    },
+    "rnn": {
+        "layers": 2,
+        "width": 650,
+        "batch_norm": False,
+        "activation": "tanh",
+        "cell": "lstm",
+        "bidirectional": False,
+        "rnn_task": "lm",
+        "embeddings": True,
+        "modality": "text",
+    },
+    "transformer": {
+        "layers": 6,
+        "width": 512,
+        "batch_norm": False,
+        "activation": "gelu",
+        "transformer": "encoder",
+        "norm": "pre",
+        "modality": "text",
+    },
+    "gnn": {
+        "layers": 2,
+        "width": 16,
+        "batch_norm": False,
+        "activation": "relu",
+        "gnn": "gcn",
+        "modality": "graph",
+    },
+}
+
+FIELDS = tuple(Spec.model_fields)
+
+
+def spec_error(exc: ValidationError, source: str) -> SpecError:
+    """One readable error naming the source and the field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(answers)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        import difflib
+
+        close = difflib.get_close_matches(str(err["loc"][-1]), FIELDS, n=1)
+        msg = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return SpecError(
+        f"{source}: field '{loc}': {msg}{more}", hint="see 'dropout-advisor recommend --help' for every field"
+    )
+
+
+def build_spec(values: dict[str, Any], source: str = "flags") -> Spec:
+    try:
+        return Spec.model_validate(values)
+    except ValidationError as exc:
+        raise spec_error(exc, source) from None
+
+
+def load_answers(path: Path) -> dict[str, Any]:
+    """Read an answers file (TOML or JSON) into a dict of spec fields; errors name the file and field."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"answers file {path} does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read answers file {path}: {exc}", hint="give a UTF-8 TOML or JSON file") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}",
+            hint="fix the syntax, or save the answers again with 'dropout-advisor ask'",
+        ) from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the top level must be a table of answers", hint='e.g. arch = "cnn"')
+    version = data.pop("answers_version", ANSWERS_VERSION)
+    if version != ANSWERS_VERSION:
+        raise SpecError(
+            f"{path}: field 'answers_version': unsupported version {version!r}",
+            hint=f"this dropout-advisor reads answers_version = {ANSWERS_VERSION}",
+        )
+    data.pop("tool", None)
+    return data
+
+
+def answers_toml(spec: Spec) -> str:
+    """The answers file that replays this spec."""
+    from advisor import __version__
+
+    lines = [
+        f"# dropout-advisor {__version__} answers; replay with: dropout-advisor recommend --answers FILE",
+        f"answers_version = {ANSWERS_VERSION}",
+    ]
+    for key, value in spec.answers().items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
