@@ -199,11 +199,20 @@ def pending(answers: Answers) -> list[Question]:
 Prompt = Callable[[Question, Any], str]
 
 
+class InputEnded(Exception):
+    """The input ended (EOF) mid-interview; carries the answers given so far."""
+
+    def __init__(self, answers: Answers) -> None:
+        super().__init__("input ended")
+        self.answers = answers
+
+
 def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str], None]) -> Answers:
     """Ask every applicable question not already ``given``; ``back`` revises the previous answer.
 
     ``prompt(question, default)`` returns the raw text typed (empty = default); it may raise
-    KeyboardInterrupt or EOFError, which propagate to the caller.
+    KeyboardInterrupt, which propagates, or EOFError, re-raised as :class:`InputEnded` with the answers so
+    far.
     """
     answers: Answers = dict(given)
     asked: list[str] = []
@@ -213,7 +222,10 @@ def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str],
             return answers
         q = todo[0]
         default = q.default(answers)
-        raw = prompt(q, default)
+        try:
+            raw = prompt(q, default)
+        except EOFError:
+            raise InputEnded(answers) from None
         if raw.strip().lower() == BACK:
             if asked:
                 answers.pop(asked.pop(), None)
@@ -239,9 +251,11 @@ def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str],
         asked.append(q.field)
 
 
-def finish(answers: Answers) -> Any:
+def finish(answers: Answers, origins: dict[str, str] | None = None) -> Any:
+    """Validate the answers; an error names the answers file or flag it came from, else 'interview'."""
     values = {k: v for k, v in to_spec_values(answers).items() if v is not None}
-    return build_spec(values, source="interview")
+    source = {k: (origins or {}).get(k, "interview") for k in values}
+    return build_spec(values, source=source)
 
 
 def missing_required(answers: Answers) -> list[str]:

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.explain import rate_str, short_ref
 from advisor.knowledge import KnowledgeBase
+from advisor.schema import Recommendation
 from advisor.search import knowledge_index, tokens
 
 
@@ -39,11 +40,18 @@ class FindingAnswer(_M):
 class QAResult(_M):
     schema_version: int = 1
     question: str
+    overview: bool = False
     recommendations: list[RecAnswer]
     findings: list[FindingAnswer]
 
     def markdown(self) -> str:
         out = [f"# {self.question}", ""]
+        if self.overview:
+            out += [
+                "It depends on the architecture. The core placement rule for each family is below; "
+                "run `dropout-advisor ask` (no question) for a plan for your own network.",
+                "",
+            ]
         if not self.recommendations and not self.findings:
             return "\n".join(
                 out + ["Nothing in the knowledge base matches. Try other words, or 'dropout-advisor list'.", ""]
@@ -68,7 +76,32 @@ class QAResult(_M):
         return "\n".join(out)
 
 
+def _rec_answer(r: Recommendation, score: float) -> RecAnswer:
+    return RecAnswer(
+        id=r.id,
+        title=r.title,
+        summary=r.summary,
+        confidence=r.confidence,
+        contested=r.contested,
+        rate=rate_str(r.rate.default, r.rate.low, r.rate.high) if r.rate else None,
+        positions=[f"{p.claim} [{', '.join(p.citations)}]" for p in r.positions],
+        citations=list(r.citations),
+        score=score,
+    )
+
+
+def overview(question: str, kb: KnowledgeBase) -> QAResult:
+    """A question with no specific terms ('where should dropout go?'): each family's leading rule
+    (recommendations marked ``core``) and the places never to put dropout."""
+    core = [r for r in kb.active() if r.core]
+    avoid = [r for r in kb.active() if r.engine is not None and r.engine.action == "avoid"]
+    picked = [_rec_answer(r, 0.0) for r in sorted(core, key=lambda r: r.id) + sorted(avoid, key=lambda r: r.id)]
+    return QAResult(question=question, overview=True, recommendations=picked, findings=[])
+
+
 def answer(question: str, kb: KnowledgeBase, limit: int = 6) -> QAResult:
+    if not tokens(question):
+        return overview(question, kb)
     hits = knowledge_index(kb).query(question, limit=60)
     recs: list[RecAnswer] = []
     for h in hits:

@@ -212,7 +212,7 @@ def _site(pos: int, claims: list[_Claim], ops: list[Op], s: Spec, kb: KnowledgeB
     before, after = ops[pos], ops[pos - 1]
     block = after.block if after.block is not None else before.block
 
-    p, why = _adjust(default, low, high, s)
+    p, why, t = _adjust(default, low, high, s)
     schedule = "early" if s.underfitting else eng.schedule
     if eng.schedule == "rise-with-depth" and block is not None:
         n = _blocks_with_tag(ops, after)
@@ -221,7 +221,10 @@ def _site(pos: int, claims: list[_Claim], ops: list[Op], s: Spec, kb: KnowledgeB
             p = round(p * (block + 1) / n, 3)
             why.append(f"rises linearly with depth to {p:g} at block {block + 1} of {n}")
         elif n > 1:
-            p = round(low + (high - low) * block / (n - 1), 3)
+            # Rise from the low to the high end with depth; the situation steepens (t > 0) or flattens
+            # (t < 0) the slope, so plenty of data keeps every block near the low end.
+            depth = block / (n - 1)
+            p = round(low + (high - low) * min(max(depth * (1.0 + t), 0.0), 1.0), 3)
             why.append(f"rises with depth: block {block + 1} of {n} gets {p:g} of the {low:g}–{high:g} range")
     p = min(max(p, 0.0), 0.95)
 
@@ -258,7 +261,7 @@ def _blocks_with_tag(ops: list[Op], op: Op) -> int:
     return max(len(blocks), 1)
 
 
-def _adjust(default: float, low: float, high: float, s: Spec) -> tuple[float, list[str]]:
+def _adjust(default: float, low: float, high: float, s: Spec) -> tuple[float, list[str], float]:
     """Move the rate inside [low, high]: t = -1 is the low end, 0 the default, +1 the high end."""
     t = 0.0
     why: list[str] = []
@@ -286,6 +289,6 @@ def _adjust(default: float, low: float, high: float, s: Spec) -> tuple[float, li
         why = ["underfitting → bottom of the range, as early dropout (DRP202)"]
     t = max(-1.0, min(1.0, t))
     if not why or high == low:
-        return default, why if high != low else []
+        return default, (why if high != low else []), t
     p = default + t * (high - default) if t > 0 else default + t * (default - low)
-    return round(p, 3), why
+    return round(p, 3), why, t

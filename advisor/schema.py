@@ -321,6 +321,7 @@ class Recommendation(Strict):
     contested: bool = False
     positions: list[Position] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list)
+    core: bool = Field(default=False, description="A family's leading rule, shown when a question names no specifics.")
     audit: AuditRule | None = None
     engine: Engine | None = None
 

@@ -31,6 +31,7 @@ _PHRASES: list[tuple[str, str]] = [
     (r"\blogits?\b|output layer|last layer|final layer", " output logits "),
     (r"\bselu\b|alpha[\s_-]*dropout|self[\s_-]*normali[sz]ing", " selu alphadropout "),
     (r"graph[\s_-]*conv(olution(al)?)?|\bgcn\b|\bgat\b|graph", " graph gnn "),
+    (r"\bllms?\b|large language models?", " large language model "),
     (r"pre[\s_-]*train(ing|ed)?", " pretraining "),
     (r"fine[\s_-]*tun(e|ing|ed)", " finetuning "),
     (r"overfit(ting|s)?", " overfitting "),

@@ -139,8 +139,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 FIELDS = tuple(Spec.model_fields)
 
 
-def spec_error(exc: ValidationError, source: str) -> SpecError:
-    """One readable error naming the source and the field."""
+def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
+    """One readable error naming the source (a file, 'flags', 'interview') and the field.
+
+    ``source`` may map field names to where each value came from (answers file or flags).
+    """
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(answers)"
     msg = err["msg"]
@@ -149,13 +152,15 @@ def spec_error(exc: ValidationError, source: str) -> SpecError:
 
         close = difflib.get_close_matches(str(err["loc"][-1]), FIELDS, n=1)
         msg = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
+    field = str(err["loc"][0]) if err["loc"] else ""
+    where = source if isinstance(source, str) else source.get(field, "flags")
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return SpecError(
-        f"{source}: field '{loc}': {msg}{more}", hint="see 'dropout-advisor recommend --help' for every field"
+        f"{where}: field '{loc}': {msg}{more}", hint="see 'dropout-advisor recommend --help' for every field"
     )
 
 
-def build_spec(values: dict[str, Any], source: str = "flags") -> Spec:
+def build_spec(values: dict[str, Any], source: str | dict[str, str] = "flags") -> Spec:
     try:
         return Spec.model_validate(values)
     except ValidationError as exc:

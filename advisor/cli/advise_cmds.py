@@ -80,15 +80,20 @@ def with_spec_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _gather(flags: dict[str, Any]) -> dict[str, Any]:
-    """Answers file first, flags on top; counts like '50k' parsed; errors name the source and field."""
+def _gather(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Answers file first, flags on top; counts like '50k' parsed.
+
+    Returns the values and, per field, where it came from, so errors name the file or 'flags'.
+    """
     from advisor.interview import parse_count
     from advisor.spec import load_answers
 
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     answers_path = flags.pop("answers", None)
     if answers_path is not None:
         values.update(load_answers(answers_path))
+        origins = dict.fromkeys(values, str(answers_path))
     for key in ("samples", "params"):
         raw = flags.get(key)
         if raw is not None:
@@ -98,8 +103,10 @@ def _gather(flags: dict[str, Any]) -> dict[str, Any]:
                 raise SpecError(f"--{key}: {exc}", hint="e.g. --samples 50k or --params 7B") from None
             if flags[key] < 1:
                 raise SpecError(f"--{key}: must be at least 1", hint="leave it out if unknown")
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return values
+    given = {k: v for k, v in flags.items() if v is not None}
+    values.update(given)
+    origins.update(dict.fromkeys(given, "flags"))
+    return values, origins
 
 
 def _render(plan: Any, fmt: DocFormat) -> None:
@@ -145,9 +152,9 @@ def recommend_cmd(
     from advisor.recommend import recommend
     from advisor.spec import answers_toml, build_spec
 
-    values = _gather(flags)
+    values, origins = _gather(flags)
     require_complete(values, "recommend")
-    spec = build_spec(values, source=str(flags.get("answers") or "flags"))
+    spec = build_spec(values, source=origins)
     plan = recommend(spec)
     if save_answers is not None:
         from advisor.fileio import write_text_atomic
@@ -158,12 +165,13 @@ def recommend_cmd(
 
 
 def _prompt_fn(console: Any) -> Callable[[Any, Any], str]:
+    from rich.markup import escape
     from rich.prompt import Prompt
 
     def prompt(q: Any, default: Any) -> str:
-        shown = q.text
+        shown = escape(q.text)
         if q.choices:
-            shown += f" [{'/'.join(q.choices)}]"
+            shown += " " + escape(f"[{'/'.join(q.choices)}]")
         if default is not None:
             d = ("yes" if default else "no") if isinstance(default, bool) else default
             shown += f" (default: {d})"
@@ -198,13 +206,13 @@ def ask_cmd(
         return
     from rich.console import Console
 
-    from advisor.interview import finish, run_interview
+    from advisor.interview import InputEnded, finish, run_interview
     from advisor.recommend import recommend
 
-    values = _gather(flags)
+    values, origins = _gather(flags)
     if values.pop("underfitting", False):
         values["overfitting"] = "underfitting"
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     interactive = sys.stdin.isatty()
     try:
         answers = run_interview(
@@ -212,21 +220,22 @@ def ask_cmd(
             _prompt_fn(console),
             show_error=lambda m: console.print(f"[red]✗ {m}[/red] — please answer again"),
         )
-    except EOFError:
-        from advisor.interview import missing_required, pending
+    except InputEnded as ended:
+        from advisor.interview import missing_required
 
         if interactive:
             raise Interrupted("input closed", hint="nothing was written; run the command again when ready") from None
-        got = dict(values)
-        if missing_required(got):
-            missing = [q.field for q in pending(got)]
+        missing = missing_required(ended.answers)
+        if missing:
             raise SpecError(
-                "no terminal and not enough answers: missing " + ", ".join(missing),
+                "no terminal and not enough answers: missing "
+                + ", ".join(missing)
+                + " (every other question has a default)",
                 hint="pass --arch and the other flags, --answers FILE, or run 'dropout-advisor ask' in a terminal",
             ) from None
-        answers = got
+        answers = ended.answers
         console.print("[dim]input ended: the remaining questions take their defaults[/dim]")
-    spec = finish(answers)
+    spec = finish(answers, origins)
     plan = recommend(spec)
     _render(plan, fmt)
     console.print(f"\nThe same plan without questions:\n  {equivalent_command(spec)}")
