@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import difflib
 import functools
-import tomllib
+import hashlib
+import os
+import pickle
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+try:  # compiled, about 4x faster than the standard library's pure-Python parser
+    import tomli as toml
+except ImportError:  # pragma: no cover
+    import tomllib as toml  # type: ignore[no-redef]
 
 from advisor.errors import KnowledgeError, NotFoundError
 from advisor.schema import Citation, Recommendation
@@ -49,6 +57,8 @@ class KnowledgeBase:
     root: Path
     citations: dict[str, Citation] = field(default_factory=dict)
     recommendations: dict[str, Recommendation] = field(default_factory=dict)
+    # Derived data kept with the knowledge base (and so in its cache), e.g. search indexes.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- lookups ----
     def active(self) -> list[Recommendation]:
@@ -106,8 +116,8 @@ def _all_citations(rec: Recommendation) -> set[str]:
 
 def _read(path: Path, model: type[M], problems: list[Problem], rel: str) -> M | None:
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raw: dict[str, Any] = toml.loads(path.read_text(encoding="utf-8"))
+    except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
         problems.append(Problem(rel, "", f"not valid TOML: {exc}"))
         return None
     try:
@@ -207,7 +217,60 @@ def _cross_check(kb: KnowledgeBase, *, check_examples: bool) -> list[Problem]:
     return problems
 
 
+def _fingerprint(root: Path) -> str:
+    """Changes whenever a knowledge file, the schema, or the tool version changes."""
+    from advisor import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    for path in [Path(__file__).with_name("schema.py"), *sorted(root.glob("*/*"))]:
+        st = path.stat()
+        h.update(f"{path.parent.name}/{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dropout-advisor"
+
+
+def load_cached(root: Path | None = None) -> KnowledgeBase:
+    """:func:`load`, served from a per-user cache of the validated result while nothing has changed.
+
+    Building pydantic's validators costs more than the rest of a command's start-up, so the validated
+    knowledge base is pickled, keyed by the files' names, sizes and modification times, the schema and
+    the version. The cache is written atomically and ignored whenever it cannot be read or written;
+    ``DROPOUT_ADVISOR_NO_CACHE=1`` turns it off.
+    """
+    root = root or data_root()
+    if os.environ.get("DROPOUT_ADVISOR_NO_CACHE") == "1":
+        return load(root)
+    try:
+        path = cache_dir() / f"kb-{_fingerprint(root)}.pickle"
+        with path.open("rb") as fh:
+            cached = pickle.load(fh)
+        if isinstance(cached, KnowledgeBase) and cached.root == root:
+            return cached
+    except Exception:
+        pass
+    kb = load(root)
+    from advisor.search import citation_index, knowledge_index
+
+    citation_index(kb)
+    knowledge_index(kb)  # built once, then served from the cache with the knowledge base
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("kb-*.pickle"):
+            old.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, NameError, pickle.PicklingError):
+        pass
+    return kb
+
+
 @functools.lru_cache(maxsize=1)
 def default_kb() -> KnowledgeBase:
     """The installed knowledge base, loaded once per process."""
-    return load()
+    return load_cached()

@@ -71,7 +71,9 @@ Category = Literal["placement", "rate", "interaction", "implementation", "proces
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: the validators are built on first use, so commands served from the cache
+    # (see advisor.knowledge) never pay for building them.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
 
 
 def _check_range(lo: float, hi: float) -> None:

@@ -182,6 +182,21 @@ class Index:
 
 
 def citation_index(kb: KnowledgeBase) -> Index:
+    if "citation_index" not in kb.derived:
+        kb.derived["citation_index"] = _citation_index(kb)
+    idx: Index = kb.derived["citation_index"]
+    return idx
+
+
+def knowledge_index(kb: KnowledgeBase) -> Index:
+    """Recommendations and citations together, for plain-language questions."""
+    if "knowledge_index" not in kb.derived:
+        kb.derived["knowledge_index"] = _knowledge_index(kb)
+    idx: Index = kb.derived["knowledge_index"]
+    return idx
+
+
+def _citation_index(kb: KnowledgeBase) -> Index:
     docs = []
     for c in kb.citations.values():
         head, body = _cit_text(c)
@@ -189,8 +204,7 @@ def citation_index(kb: KnowledgeBase) -> Index:
     return Index(docs)
 
 
-def knowledge_index(kb: KnowledgeBase) -> Index:
-    """Recommendations and citations together, for plain-language questions."""
+def _knowledge_index(kb: KnowledgeBase) -> Index:
     docs = []
     for r in kb.active():
         head, body = _rec_text(r)

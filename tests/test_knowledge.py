@@ -156,3 +156,38 @@ def test_removed_ids_stay_reserved(kb):
     # A retired entry keeps its file with status "removed"; no two files share an ID (checked above),
     # and removed entries are not offered as advice.
     assert all(r.status == "active" for r in kb.active())
+
+
+def test_cache_serves_the_same_knowledge_and_notices_edits(broken_copy: Path, tmp_path: Path, monkeypatch):
+    from advisor.knowledge import cache_dir, load_cached
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = load_cached(broken_copy)
+    cached = list(cache_dir().glob("kb-*.pickle"))
+    assert len(cached) == 1
+    second = load_cached(broken_copy)
+    assert second.recommendations == first.recommendations and second.citations == first.citations
+    rec = broken_copy / "recommendations" / "DRP001.toml"
+    rec.write_text(rec.read_text(encoding="utf-8").replace("In a fully connected net", "In an MLP"), encoding="utf-8")
+    third = load_cached(broken_copy)
+    assert third.recommendations["DRP001"].summary.startswith("In an MLP")
+
+
+def test_unreadable_cache_is_rebuilt(broken_copy: Path, tmp_path: Path, monkeypatch):
+    from advisor.knowledge import cache_dir, load_cached
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_cached(broken_copy)
+    for path in cache_dir().glob("kb-*.pickle"):
+        path.write_bytes(b"not a pickle")
+    assert len(load_cached(broken_copy).recommendations) == len(load(broken_copy).recommendations)
+
+
+def test_broken_knowledge_is_never_served_from_cache(broken_copy: Path, tmp_path: Path, monkeypatch):
+    from advisor.knowledge import load_cached
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_cached(broken_copy)
+    (broken_copy / "citations" / "bad.toml").write_text("key = 1\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError):
+        load_cached(broken_copy)

@@ -1,0 +1,915 @@
+"""Plan in, PyTorch source out: one runnable file with the plan's dropout sites in place.
+
+Pure and torch-free: a plan (and the spec it came from) is mapped onto the slots of one family
+template, and the template is rendered with jinja2 ``StrictUndefined``, so a missing variable is an
+error and never an empty string. Every site of the plan must land in exactly one slot; a site the
+template has no place for (possible only in a hand-edited ``--plan``) is a :class:`~advisor.errors.UsageError`
+naming it, never silently dropped.
+
+Slots group the sites that repeat per block (one dropout after each conv block, say). A group whose
+rates are all equal becomes one ``float`` knob of the generated ``Config``; one whose rates differ
+(rise with depth) becomes a tuple with one constant per block, commented with its sites.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from advisor.errors import SpecError, TemplateError, UsageError
+from advisor.plan import Op, Plan, PlanSite
+from advisor.spec import Spec
+
+LINE_LENGTH = 88  # ruff format's default: the generated file must pass it with no configuration
+
+# The module each kind of dropout becomes; the classes without ``nn.`` are written into the file.
+MODULES: dict[str, str] = {
+    "dropout": "nn.Dropout",
+    "dropout1d": "nn.Dropout1d",
+    "dropout2d": "nn.Dropout2d",
+    "dropout3d": "nn.Dropout3d",
+    "alpha-dropout": "nn.AlphaDropout",
+    "feature-alpha-dropout": "nn.FeatureAlphaDropout",
+    "drop-path": "DropPath",
+    "locked-dropout": "LockedDropout",
+    "embedding-dropout": "EmbeddingDropout",
+    "weight-drop": "WeightDrop",
+    "attention-dropout": "attn_p",
+}
+CUSTOM = ("DropPath", "LockedDropout", "EmbeddingDropout", "WeightDrop")  # written into the file, in this order
+
+# Kinds a slot accepts, by the rank of the tensor there (DRP305: channel-wise dropout needs the right rank).
+FEATURES = ("dropout", "alpha-dropout", "feature-alpha-dropout")  # (B, F)
+MAPS = ("dropout", "dropout2d", "alpha-dropout", "feature-alpha-dropout")  # (B, C, H, W)
+SEQUENCE = ("dropout", "locked-dropout")  # (B, T, C)
+
+TEMPLATES = ("mlp", "selu_mlp", "cnn", "resnet", "rnn", "transformer", "gnn")
+
+
+class Generated(BaseModel):
+    """What :func:`generate` returns: the code and a short description for the command's report."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    template: str
+    title: str
+    model_class: str
+    sites: int
+    mc_dropout: bool
+
+
+def template_root() -> Path:
+    """The templates folder: packaged inside ``advisor/`` in a wheel, at the repository root in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "mlp.py.j2").is_file():
+            return candidate
+    raise TemplateError(
+        "the code templates are missing from this installation",
+        hint="reinstall dropout-advisor; a wheel must contain advisor/templates/",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_root())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["num"] = _num
+    return env
+
+
+# ---- the public entry point ----
+
+
+def generate(
+    plan: Plan,
+    spec: Spec | None = None,
+    *,
+    mc_dropout: bool | None = None,
+    mc_samples: int = 30,
+    output: str | None = None,
+    command: str | None = None,
+) -> Generated:
+    """Render the plan as one PyTorch file.
+
+    ``spec`` is what the user answered (for the header and the regenerate command); without it, the
+    plan's own resolved spec is used. ``mc_dropout`` defaults to the spec's ``uncertainty`` answer.
+    ``command`` replaces the regenerate command written in the header (e.g. for ``--plan`` input).
+    """
+    resolved = _plan_spec(plan)
+    _check_layers(plan, resolved)
+    spec = spec or resolved
+    if mc_dropout is None:
+        mc_dropout = bool(resolved.uncertainty)
+    if mc_samples < 2:
+        raise UsageError("--mc-samples must be at least 2", hint="e.g. --mc-samples 30")
+    layout = _layout(plan, resolved)
+    ctx: dict[str, Any] = {
+        "version": _version(),
+        "command": command or regenerate_command(spec, output=output, mc_dropout=mc_dropout),
+        "answers": _answers(spec),
+        "spec": resolved.model_dump(),
+        "mc_dropout": mc_dropout,
+        "mc_samples": mc_samples,
+        "n_sites": len(plan.sites),
+        "notes": _notes(plan),
+    }
+    ctx.update(layout.context)
+    ctx["groups"] = layout.groups
+    ctx["g"] = {g.name: g for g in layout.groups}
+    ctx["template"] = layout.template
+    ctx["title"] = layout.title
+    ctx["model_class"] = layout.model_class
+    ctx["custom_classes"] = [c for c in CUSTOM if any(g.cls == c for g in layout.groups)]
+    ctx["filename"] = Path(output).name if output and output != "-" else "model.py"
+    try:
+        template = _environment().get_template(f"{layout.template}.py.j2")
+        code = template.render(**ctx)
+    except Exception as exc:  # jinja2 raises its own hierarchy; any of it is a broken installation
+        raise TemplateError(
+            f"template {layout.template}.py.j2 failed to render: {type(exc).__name__}: {exc}",
+            hint="this is a bug in dropout-advisor's templates; please report it with the plan (--format json)",
+        ) from None
+    code = "\n".join(line.rstrip() for line in code.splitlines()).strip("\n") + "\n"
+    code = re.sub(r"\n{4,}", "\n\n\n", code)  # at most two blank lines, as ruff format allows
+    return Generated(
+        code=code,
+        template=layout.template,
+        title=layout.title,
+        model_class=layout.model_class,
+        sites=len(plan.sites),
+        mc_dropout=mc_dropout,
+    )
+
+
+def load_plan(path: Path) -> Plan:
+    """Read a plan written by ``recommend --format json``; errors name the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"plan file {path} does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read plan file {path}: {exc}", hint="give a UTF-8 JSON file") from None
+    try:
+        return Plan.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise SpecError(
+            f"{path}: not a valid plan: field '{loc}': {err['msg']}{more}",
+            hint="write one with 'dropout-advisor recommend ... --format json > plan.json'",
+        ) from None
+
+
+def regenerate_command(spec: Spec, *, output: str | None = None, mc_dropout: bool = False) -> str:
+    parts = ["dropout-advisor", "generate"]
+    for key, value in spec.answers().items():
+        flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts += [flag, str(value)]
+    if mc_dropout and not spec.uncertainty:
+        parts.append("--mc-dropout")
+    if output:
+        parts += ["-o", output]
+    return shlex.join(parts)
+
+
+# ---- helpers shared by every family ----
+
+
+def _version() -> str:
+    from advisor import __version__
+
+    return __version__
+
+
+def _plan_spec(plan: Plan) -> Spec:
+    try:
+        return Spec.model_validate(plan.spec).resolved()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise SpecError(
+            f"the plan's spec is invalid: field '{loc}': {err['msg']}",
+            hint="write the plan again with 'dropout-advisor recommend ... --format json'",
+        ) from None
+
+
+def _check_layers(plan: Plan, spec: Spec) -> None:
+    """The templates build the network from the spec; the plan's layer list must be that network."""
+    from advisor.stack import build_stack
+
+    expected = build_stack(spec)
+    if [(o.kind, o.tags, o.block) for o in plan.layers] != [(o.kind, o.tags, o.block) for o in expected]:
+        raise UsageError(
+            "the plan's layers do not match its spec (was the layer list edited?)",
+            hint="edit the spec or the sites, not the layers; or write the plan again with 'recommend --format json'",
+        )
+    for site in plan.sites:
+        if not 0 < site.position < len(plan.layers):
+            raise UsageError(
+                f"site {site.id}: position {site.position} is outside the layer stack (1..{len(plan.layers) - 1})",
+                hint="a site sits between two layers; fix the plan's position",
+            )
+
+
+def _answers(spec: Spec) -> list[str]:
+    import json
+
+    out = []
+    for key, value in spec.answers().items():
+        if isinstance(value, bool):
+            out.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            out.append(f"{key} = {value}")
+        else:
+            out.append(f"{key} = {json.dumps(value)}")
+    return out
+
+
+def _notes(plan: Plan) -> list[str]:
+    return [f"{n.text} ({', '.join(n.recommendations)})" for n in plan.notes]
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def _ids(sites: list[PlanSite]) -> str:
+    ids = [s.id for s in sites]
+    if len(ids) > 3 and all(int(b[1:]) == int(a[1:]) + 1 for a, b in zip(ids, ids[1:], strict=False)):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(ids)
+
+
+def _recs(sites: list[PlanSite]) -> str:
+    recs: list[str] = []
+    for s in sites:
+        for r in s.recommendations:
+            if r not in recs:
+                recs.append(r)
+    return ", ".join(recs)
+
+
+@dataclass
+class Group:
+    """One kind of slot in a family template (say, the dropout after each conv block) and its sites."""
+
+    name: str  # the slot's name in the template
+    field: str  # the Config field that holds its rate(s)
+    purpose: str  # where it sits, in words
+    kind: str
+    sites: list[PlanSite]
+    rates: list[float | None]  # one per block of the slot (None: no site at that block)
+    repeated: bool = True  # the slot repeats per block
+    count: str = "self.layers"  # the tuple's length, as an expression over Config (for __post_init__)
+    module: str | None = None  # overrides the module named after the kind
+
+    @property
+    def cls(self) -> str:
+        return self.module or MODULES[self.kind]
+
+    @property
+    def present(self) -> list[float]:
+        return [r for r in self.rates if r is not None]
+
+    @property
+    def optional(self) -> bool:
+        return any(r is None for r in self.rates)
+
+    @property
+    def scalar(self) -> bool:
+        return not self.repeated or (not self.optional and len(set(self.rates)) == 1)
+
+    @property
+    def annotation(self) -> str:
+        if self.scalar:
+            return "float"
+        return "tuple[float | None, ...]" if self.optional else "tuple[float, ...]"
+
+    @property
+    def max_p(self) -> float:
+        return max(self.present, default=0.0)
+
+    def expr(self, index: str = "i") -> str:
+        """The rate as the model reads it from ``cfg``."""
+        return f"cfg.{self.field}" if self.scalar else f"cfg.{self.field}[{index}]"
+
+    def declaration(self, indent: int = 4) -> str:
+        """``field: annotation = value``, laid out the way ruff format lays it out."""
+        head = f"{self.field}: {self.annotation} = "
+        if self.scalar:
+            return head + _num(self.present[0])
+        items = [_num(r) for r in self.rates]
+        one_line = "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        if indent + len(head) + len(one_line) <= LINE_LENGTH:
+            return head + one_line
+        pad = " " * (indent + 4)
+        return head + "(\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + ")"
+
+    @property
+    def rate_text(self) -> str:
+        ps = self.present
+        if len(set(ps)) == 1:
+            return f"p={_num(ps[0])}"
+        return f"p={_num(min(ps))}..{_num(max(ps))}"
+
+    @property
+    def schedule(self) -> str:
+        kinds = {s.schedule for s in self.sites}
+        if "early" in kinds:
+            return "early"
+        if "late" in kinds:
+            return "late"
+        if "rise-with-depth" in kinds:
+            return "rise-with-depth"
+        return "constant"
+
+    @property
+    def comments(self) -> list[str]:
+        """The comment lines above the Config field: where, which sites, which recommendations, which rate."""
+        lines = [f"{self.purpose[0].upper()}{self.purpose[1:]}: {self.cls}."]
+        if len(self.sites) <= 4 and self.repeated and not self.scalar:
+            per = ", ".join(f"{s.id} p={_num(s.p)}" for s in self.sites)
+            lines.append(f"{per} ({_recs(self.sites)})")
+        else:
+            lines.append(f"{_ids(self.sites)} {self.rate_text} ({_recs(self.sites)})")
+        if self.schedule == "rise-with-depth":
+            lines.append("Scheduled: the rate rises with depth; one constant per block.")
+        elif self.schedule == "early":
+            lines.append("Scheduled (early dropout, DRP202): use this rate early in training,")
+            lines.append("then decay it to 0 (e.g. linearly over the first ~15% of steps).")
+        elif self.schedule == "late":
+            lines.append("Scheduled (late dropout, DRP202): keep 0 early, switch this rate on later.")
+        if self.optional:
+            lines.append("None: no dropout at that block.")
+        return lines
+
+    @property
+    def site_comment(self) -> str:
+        """The short comment at the module line."""
+        return f"{_ids(self.sites)} ({_recs(self.sites)}): {self.rate_text}"
+
+    @property
+    def summary(self) -> str:
+        """One header line: the sites, module, rate and where."""
+        return f"{_ids(self.sites)}: {self.cls} {self.rate_text} {self.purpose} [{_recs(self.sites)}]"
+
+
+@dataclass
+class Slot:
+    """Where a family template can hold dropout: a gap matcher, the kinds it takes, and its Config field."""
+
+    name: str
+    field: str
+    purpose: str
+    kinds: tuple[str, ...]
+    match: Callable[[Op, Op], int | None]  # (op before the gap, op after it) -> block index, or None
+    n: int = 1  # blocks the slot repeats over (1: a single site)
+    count: str = "1"
+
+
+@dataclass
+class Layout:
+    template: str
+    title: str
+    model_class: str
+    groups: list[Group]
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def _group(plan: Plan, slots: list[Slot], family: str) -> dict[str, Group]:
+    """Put every site into its slot; any site left over is an error naming it."""
+    taken: dict[str, list[tuple[int, PlanSite]]] = {}
+    for site in plan.sites:
+        if site.kind == "none":
+            continue
+        before, after = plan.layers[site.position - 1], plan.layers[site.position]
+        for slot in slots:
+            index = slot.match(before, after)
+            if index is None or site.kind not in slot.kinds:
+                continue
+            if any(i == index for i, _ in taken.get(slot.name, [])):
+                continue
+            taken.setdefault(slot.name, []).append((index, site))
+            break
+        else:
+            raise UsageError(
+                f"site {site.id} ({site.kind} between {site.after_label} and {site.before_label}) has no place "
+                f"in the {family} template",
+                hint="generate supports the sites 'recommend' places; remove or move that site in the plan",
+            )
+    groups: dict[str, Group] = {}
+    for slot in slots:
+        entries = taken.get(slot.name)
+        if not entries:
+            continue
+        kinds = {s.kind for _, s in entries}
+        if len(kinds) > 1:
+            ids = ", ".join(s.id for _, s in entries)
+            raise UsageError(
+                f"sites {ids} ({slot.purpose}) mix kinds {', '.join(sorted(kinds))}",
+                hint="use one kind of dropout for the same place in every block",
+            )
+        rates: list[float | None] = [None] * slot.n
+        for index, site in entries:
+            if not 0 <= index < slot.n:
+                raise UsageError(
+                    f"site {site.id} refers to block {index + 1}, outside the network", hint="fix the plan's position"
+                )
+            rates[index] = site.p
+        groups[slot.name] = Group(
+            name=slot.name,
+            field=slot.field,
+            purpose=slot.purpose,
+            kind=kinds.pop(),
+            sites=sorted((s for _, s in entries), key=lambda s: (s.position, s.id)),
+            rates=rates,
+            repeated=slot.n > 1 or slot.count != "1",
+            count=slot.count,
+        )
+    return groups
+
+
+def _ordered(groups: dict[str, Group], order: list[str]) -> list[Group]:
+    return [groups[name] for name in order if name in groups]
+
+
+def _is(kind: str, tag: str | None = None) -> Callable[[Op], bool]:
+    return lambda op: op.kind == kind and (tag is None or tag in op.tags)
+
+
+def _gap(
+    first: Callable[[Op], bool], second: Callable[[Op], bool], index: Callable[[Op, Op], int | None]
+) -> Callable[[Op, Op], int | None]:
+    def match(a: Op, b: Op) -> int | None:
+        return index(a, b) if first(a) and second(b) else None
+
+    return match
+
+
+def _any(_op: Op) -> bool:
+    return True
+
+
+def _zero(_a: Op, _b: Op) -> int:
+    return 0
+
+
+def _block_of_first(a: Op, _b: Op) -> int | None:
+    return a.block
+
+
+def _block_of_second(_a: Op, b: Op) -> int | None:
+    return b.block
+
+
+ACTIVATIONS = {
+    "relu": "nn.ReLU()",
+    "leaky-relu": "nn.LeakyReLU(0.01)",
+    "gelu": "nn.GELU()",
+    "silu": "nn.SiLU()",
+    "tanh": "nn.Tanh()",
+    "sigmoid": "nn.Sigmoid()",
+    "selu": "nn.SELU()",
+    "elu": "nn.ELU()",
+}
+
+
+def _layout(plan: Plan, s: Spec) -> Layout:
+    builders: dict[str, Callable[[Plan, Spec], Layout]] = {
+        "mlp": _mlp,
+        "cnn": _cnn,
+        "resnet": _resnet,
+        "rnn": _rnn,
+        "transformer": _transformer,
+        "gnn": _gnn,
+    }
+    return builders[s.arch](plan, s)
+
+
+# ---- MLP and SELU MLP ----
+
+
+def _mlp(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 1
+    selu = s.activation == "selu" and not s.batch_norm
+    after_act = _gap(_is("activation", "hidden"), _any, _block_of_first)
+    slots = [
+        Slot(
+            "input",
+            "input_dropout",
+            "on the input features, before the first linear layer",
+            FEATURES,
+            _gap(_is("input"), _is("linear"), _zero),
+        ),
+        Slot(
+            "hidden",
+            "hidden_dropout",
+            "after each hidden layer's activation, before the next linear layer",
+            FEATURES,
+            after_act,
+            n=n,
+            count="self.layers",
+        ),
+    ]
+    groups = _group(plan, slots, "MLP")
+    return Layout(
+        template="selu_mlp" if selu else "mlp",
+        title="Self-normalizing MLP (SELU) for tabular data" if selu else "MLP for tabular data",
+        model_class="SNN" if selu else "MLP",
+        groups=_ordered(groups, ["input", "hidden"]),
+        context={
+            "activation": ACTIVATIONS[s.activation or "relu"],
+            "batch_norm": bool(s.batch_norm),
+            "layers": n,
+            "width": s.width,
+        },
+    )
+
+
+# ---- plain CNN ----
+
+
+def _cnn(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 1
+    fc = s.fc_layers or 0 if s.head == "fc" else 0
+    slots = [
+        Slot(
+            "conv",
+            "conv_dropout",
+            "after each conv block's activation" + (", before pooling" if s.pooling != "none" else ""),
+            MAPS,
+            _gap(_is("activation", "conv"), _any, _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "head",
+            "head_dropout",
+            "on the pooled features, before the classifier" if s.head == "gap" else "on the flattened features",
+            FEATURES,
+            _gap(lambda o: o.kind in ("flatten", "global-pool"), _any, _zero),
+        ),
+        Slot(
+            "fc",
+            "fc_dropout",
+            "after each hidden FC layer's activation",
+            FEATURES,
+            _gap(_is("activation", "head"), _any, _block_of_first),
+            n=fc,
+            count="self.fc_layers",
+        ),
+    ]
+    groups = _group(plan, slots, "CNN")
+    return Layout(
+        template="cnn",
+        title="CNN image classifier",
+        model_class="CNN",
+        groups=_ordered(groups, ["conv", "head", "fc"]),
+        context={
+            "activation": ACTIVATIONS[s.activation or "relu"],
+            "batch_norm": bool(s.batch_norm),
+            "pooling": s.pooling,
+            "head": s.head,
+            "fc_layers": fc,
+            "layers": n,
+            "width": s.width,
+            "fc_width": 16 * (s.width or 64),
+        },
+    )
+
+
+# ---- ResNet / Wide ResNet ----
+
+
+def _resnet(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 1
+    slots = [
+        Slot(
+            "mid",
+            "block_dropout",
+            "inside each residual branch, between its two convolutions",
+            MAPS,
+            _gap(_is("activation", "branch-mid"), _is("conv"), _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "drop_path",
+            "drop_path",
+            "on each residual branch before it joins the shortcut (stochastic depth)",
+            ("drop-path",),
+            _gap(_any, _is("residual-add"), _block_of_second),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "head",
+            "head_dropout",
+            "on the pooled features, before the classifier",
+            FEATURES,
+            _gap(_is("global-pool"), _is("output"), _zero),
+        ),
+    ]
+    groups = _group(plan, slots, "ResNet")
+    wide = bool(s.wide)
+    return Layout(
+        template="resnet",
+        title="Wide ResNet image classifier (pre-activation blocks)" if wide else "ResNet image classifier",
+        model_class="WideResNet" if wide else "ResNet",
+        groups=_ordered(groups, ["mid", "drop_path", "head"]),
+        context={
+            "activation": ACTIVATIONS[s.activation or "relu"],
+            "wide": wide,
+            "layers": n,
+            "width": s.width,
+        },
+    )
+
+
+# ---- RNN ----
+
+
+def _rnn(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 1
+    if s.rnn_task == "seq2seq":
+        raise UsageError(
+            "generate has no template for a seq2seq RNN (encoder-decoder)",
+            hint="generate the decoder alone with --task lm, or a sequence classifier with --task classifier",
+        )
+    if s.rnn_task == "lm" and s.bidirectional:
+        raise UsageError(
+            "a bidirectional RNN language model would see the tokens it predicts",
+            hint="use --no-bidirectional for --task lm, or --task classifier",
+        )
+    embeddings = bool(s.embeddings)
+    slots = [
+        Slot(
+            "embed",
+            "embed_dropout",
+            "on whole rows of the embedding matrix (word dropout)",
+            ("embedding-dropout",),
+            _gap(_is("input"), _is("embedding"), _zero),
+        ),
+        Slot(
+            "input",
+            "input_dropout",
+            "on the RNN's input, " + ("after the embedding" if embeddings else "on the input features"),
+            SEQUENCE,
+            _gap(lambda o: o.kind in ("input", "embedding"), _is("rnn-layer"), _zero),
+        ),
+        Slot(
+            "weight",
+            "weight_drop",
+            "on each layer's hidden-to-hidden weights (DropConnect)",
+            ("weight-drop",),
+            _gap(_any, _is("rnn-layer"), _block_of_second),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "between",
+            "hidden_dropout",
+            "between stacked recurrent layers",
+            SEQUENCE,
+            _gap(_is("rnn-layer"), _is("rnn-layer"), _block_of_first),
+            n=max(n - 1, 0),
+            count="self.layers - 1",
+        ),
+        Slot(
+            "output",
+            "output_dropout",
+            "on the last layer's output, before the " + ("decoder" if s.rnn_task == "lm" else "classifier"),
+            SEQUENCE,
+            _gap(_is("rnn-layer"), _is("output"), _zero),
+        ),
+    ]
+    groups = _group(plan, slots, "RNN")
+    between = groups.get("between")
+    # nn.LSTM(dropout=p) puts plain dropout between its layers; use it when that is exactly the plan.
+    fused = "weight" not in groups and (
+        between is None or (between.kind == "dropout" and between.scalar and between.max_p > 0)
+    )
+    cell = (s.cell or "lstm").upper()
+    lm = s.rnn_task == "lm"
+    title = f"{cell} " + ("language model" if lm and embeddings else "sequence tagger" if lm else "sequence classifier")
+    return Layout(
+        template="rnn",
+        title=title,
+        model_class=f"{cell}LanguageModel" if lm and embeddings else f"{cell}Tagger" if lm else f"{cell}Classifier",
+        groups=_ordered(groups, ["embed", "input", "weight", "between", "output"]),
+        context={
+            "cell": cell,
+            "lm": lm,
+            "embeddings": embeddings,
+            "bidirectional": bool(s.bidirectional),
+            "fused": fused,
+            "layers": n,
+            "width": s.width,
+        },
+    )
+
+
+# ---- Transformer ----
+
+
+def _transformer(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 1
+    if s.transformer == "encoder-decoder":
+        raise UsageError(
+            "generate has no template for an encoder-decoder Transformer",
+            hint="generate an encoder classifier (--transformer encoder) or a decoder-only LM (--transformer decoder)",
+        )
+    decoder = s.transformer == "decoder"
+    vision = not decoder and s.modality == "image"
+    resid = ("dropout", "drop-path")
+    slots = [
+        Slot(
+            "embed",
+            "embed_dropout",
+            "on the sum of token and position embeddings",
+            FEATURES,
+            _gap(_is("positional-encoding"), _any, _zero),
+        ),
+        Slot(
+            "attn",
+            "attn_dropout",
+            "on the attention probabilities (inside scaled_dot_product_attention)",
+            ("attention-dropout",),
+            _gap(_is("attention-weights"), _is("attention"), _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "attn_resid",
+            "attn_resid_dropout",
+            "on the attention output, before the residual add",
+            resid,
+            _gap(_is("attention"), _is("residual-add"), _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "ffn",
+            "ffn_dropout",
+            "on the feed-forward hidden activation",
+            FEATURES,
+            _gap(_is("activation", "ffn"), _is("linear", "ffn-out"), _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "ffn_resid",
+            "ffn_resid_dropout",
+            "on the feed-forward output, before the residual add",
+            resid,
+            _gap(_is("linear", "ffn-out"), _is("residual-add"), _block_of_first),
+            n=n,
+            count="self.layers",
+        ),
+        Slot(
+            "head",
+            "head_dropout",
+            "on the pooled representation, before the classifier",
+            FEATURES,
+            _gap(_is("global-pool"), _is("output"), _zero),
+        ),
+    ]
+    groups = _group(plan, slots, "Transformer")
+    if "attn" in groups:
+        groups["attn"].module = "F.scaled_dot_product_attention(dropout_p=)"
+    for name, prefix in (("attn_resid", "drop_path_attn"), ("ffn_resid", "drop_path_ffn")):
+        g = groups.get(name)
+        if g is not None and g.kind == "drop-path":
+            g.field = prefix
+            g.purpose = g.purpose.replace("on the", "drops the whole").replace(", before", " per sample, before")
+    if vision:
+        title = "Vision Transformer classifier (" + (s.norm or "pre") + "-norm)"
+        model_class = "ViT"
+    elif decoder:
+        title = "Decoder-only Transformer language model (" + (s.norm or "pre") + "-norm)"
+        model_class = "GPT"
+    else:
+        title = "Transformer encoder classifier (" + (s.norm or "pre") + "-norm)"
+        model_class = "TransformerClassifier"
+    width = s.width or 512
+    return Layout(
+        template="transformer",
+        title=title,
+        model_class=model_class,
+        groups=_ordered(groups, ["embed", "attn", "attn_resid", "ffn", "ffn_resid", "head"]),
+        context={
+            "activation": ACTIVATIONS[s.activation or "gelu"],
+            "decoder": decoder,
+            "vision": vision,
+            "pre_norm": s.norm != "post",
+            "layers": n,
+            "width": width,
+            "heads": max(1, width // 64) if width % 64 == 0 else _heads(width),
+        },
+    )
+
+
+def _heads(width: int) -> int:
+    for h in (8, 4, 2):
+        if width % h == 0:
+            return h
+    return 1
+
+
+# ---- GNN ----
+
+
+def _gnn(plan: Plan, s: Spec) -> Layout:
+    n = s.layers or 2
+    gat = s.gnn == "gat"
+    if gat:
+        slots = [
+            Slot(
+                "feat",
+                "feature_dropout",
+                "on each layer's input node features",
+                FEATURES,
+                _gap(_any, _is("linear", "gat"), _block_of_second),
+                n=n,
+                count="self.layers",
+            ),
+            Slot(
+                "attn",
+                "attn_dropout",
+                "on the attention coefficients over each node's neighbours",
+                ("attention-dropout", "dropout"),
+                _gap(_is("attention-weights", "gat"), _any, _block_of_first),
+                n=n,
+                count="self.layers",
+            ),
+        ]
+    else:
+        slots = [
+            Slot(
+                "feat",
+                "feature_dropout",
+                "on each graph convolution's input node features",
+                FEATURES,
+                _gap(_any, lambda o: o.kind in ("graph-conv", "output") and "gcn" in o.tags, _block_of_second),
+                n=n,
+                count="self.layers",
+            ),
+        ]
+    groups = _group(plan, slots, "GNN")
+    if "attn" in groups:
+        groups["attn"].kind = "attention-dropout"
+        groups["attn"].module = "nn.Dropout"
+    width = s.width or 16
+    return Layout(
+        template="gnn",
+        title="Graph attention network (GAT), dense adjacency" if gat else "Graph convolutional network (GCN)",
+        model_class="GAT" if gat else "GCN",
+        groups=_ordered(groups, ["feat", "attn"]),
+        context={
+            "gat": gat,
+            "activation": "F.elu" if gat else _functional(s.activation or "relu"),
+            "layers": n,
+            "width": width,
+            "heads": _heads(width) if gat else 1,
+        },
+    )
+
+
+def _functional(activation: str) -> str:
+    return {
+        "relu": "F.relu",
+        "leaky-relu": "F.leaky_relu",
+        "gelu": "F.gelu",
+        "silu": "F.silu",
+        "tanh": "torch.tanh",
+        "sigmoid": "torch.sigmoid",
+        "selu": "F.selu",
+        "elu": "F.elu",
+    }[activation]
