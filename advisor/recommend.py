@@ -281,6 +281,15 @@ def _adjust(default: float, low: float, high: float, s: Spec) -> tuple[float, li
         elif s.samples >= 1_000_000:
             t -= 0.5
             why.append(f"large data ({s.samples:,} examples) → lower")
+    if s.samples is not None and s.params is not None:
+        # DRP201: on a fixed dataset bigger models take more dropout; data that outgrows the model, less.
+        ratio = s.params / s.samples
+        if ratio >= 1_000:
+            t += 0.5
+            why.append(f"{ratio:,.0f} parameters per training example → higher")
+        elif ratio <= 0.01:
+            t -= 0.5
+            why.append("far more training examples than parameters → lower")
     if s.regime == "pretraining":
         t -= 1.0
         why.append("pretraining → bottom of the range")

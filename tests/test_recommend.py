@@ -213,3 +213,10 @@ def test_plan_properties(spec, kb):
         assert s.citations and set(s.citations) <= set(kb.citations)
     for a in plan.avoid:
         assert set(a.citations) <= set(kb.citations)
+
+
+def test_bigger_model_on_fixed_data_gets_more_dropout():
+    small_model = recommend(Spec(arch="cnn", layers=3, samples=50_000, params=1_000_000))
+    big_model = recommend(Spec(arch="cnn", layers=3, samples=50_000, params=500_000_000))
+    assert sum(s.p for s in big_model.sites) > sum(s.p for s in small_model.sites)
+    assert any("parameters per training example" in s.reason for s in big_model.sites)
