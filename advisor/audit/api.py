@@ -1,0 +1,332 @@
+"""``audit(model, example_inputs) -> Report``: the auditor's Python API.
+
+Runs the model twice (train mode, then eval mode; a third eval pass with a different seed compares
+outputs when the model holds real values), records what executes, applies the rules, and returns a
+:class:`~advisor.audit.report.Report`. The model is left as it was found: training flags, buffers
+(BatchNorm statistics) and the global random-number generators are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from advisor.audit.config import AllowRule, coerce_allow, match
+from advisor.audit.report import SEVERITY_RANK, Finding, InputSpec, Location, Report, Summary
+from advisor.errors import ModelLoadError, UsageError
+
+DETERMINISM = "eval determinism (two eval forwards compared)"
+SKIPPED_META = (
+    "skipped: the model is on the meta device, which has no values to compare; random calls made in the "
+    "eval forward were still checked (use --device cpu for the full check)"
+)
+
+
+class ModelRunError(ModelLoadError):
+    """The model raised during a traced forward pass (usually an input it does not accept)."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        layer: str | None = None,
+        layer_class: str | None = None,
+        original: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.layer = layer
+        self.layer_class = layer_class
+        self.original = original
+
+
+def audit(
+    model: Any,
+    example_inputs: Any,
+    *,
+    allow: Iterable[str | AllowRule] = (),
+    check_determinism: bool = True,
+    seed: int = 0,
+    target: str | None = None,
+    notes: Iterable[str] = (),
+    fallback_location: Location | None = None,
+) -> Report:
+    """Audit the dropout of a built ``nn.Module``.
+
+    ``example_inputs`` is one tensor, a tuple/list of positional inputs, or a dict of keyword inputs.
+    A model on the meta device gets its inputs moved there. ``allow`` takes ``MODULE_GLOB:RULE``
+    entries (see :mod:`advisor.audit.config`); suppressed findings land in ``report.allowed``.
+    Raises :class:`ModelRunError` when the model rejects the inputs.
+    """
+    import torch
+    import torch.nn as nn
+
+    from advisor.audit import rules as rl
+    from advisor.audit import trace as tr
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(
+            f"audit() needs a torch.nn.Module, got {type(model).__name__}", hint="pass the built model, e.g. Net()"
+        )
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UsageError("TorchScript modules cannot be traced with hooks", hint="audit the eager nn.Module instead")
+    allow_rules = coerce_allow(allow)
+    device = _model_device(model)
+    args, kwargs = _split_inputs(example_inputs, device)
+    paths = tr.module_paths(model)
+    numeric = check_determinism and device.type != "meta"
+
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = _snapshot_buffers(model)
+    traces: list[tr.Trace] = []
+    passes = [("train", True, seed), ("eval", False, seed + 1)]
+    if numeric:
+        passes.append(("eval", False, seed + 2))
+    try:
+        with _quiet(), torch.no_grad(), _forked_rng(device), _device_ctx(device):
+            for name, training, pass_seed in passes:
+                _seed_all(pass_seed)
+                model.train(training)
+                _restore_buffers(buffers)
+                tracer = tr.Tracer(model, paths, fingerprint=numeric and not training, fast_meta=device.type == "meta")
+                try:
+                    traces.append(tracer.run(model, args, kwargs, training=training))
+                except tr.TraceFailure as failure:
+                    raise _run_error(failure, name, args, kwargs, model) from None
+    finally:
+        for m, was in modes:
+            m.training = was
+        _restore_buffers(buffers)
+
+    analysis = rl.Analysis(
+        model, traces[0], traces[1], traces[2] if numeric else None, fallback_location=fallback_location
+    )
+    analysis.run()
+
+    report_notes = list(notes)
+    kb_note = rl.kb_note()
+    if kb_note:
+        report_notes.append(kb_note)
+    active, allowed = _apply_allow(analysis.findings, allow_rules)
+    used = {f.allowed_by for f in allowed}
+    for rule in allow_rules:
+        if str(rule) not in used:
+            report_notes.append(f"allow entry '{rule}' ({rule.source}) matched no finding")
+    order = {s.id: i for i, s in enumerate(analysis.sites)}
+    active.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order.get(f.site or "", 1 << 30), f.module, f.slug))
+    summary = Summary(allowed=len(allowed))
+    for f in active:
+        setattr(summary, f.severity, getattr(summary, f.severity) + 1)
+    checks = {
+        "train-mode forward": "ran",
+        "eval-mode forward": "ran",
+        DETERMINISM: "ran" if numeric else (SKIPPED_META if device.type == "meta" else "skipped: turned off"),
+    }
+    return Report(
+        target=target,
+        model_class=type(model).__name__,
+        device=str(device),
+        inputs=[
+            InputSpec(shape=list(tr.shape_of(t)), dtype=str(t.dtype).removeprefix("torch."))
+            for t in list(tr.iter_tensors(args)) + list(tr.iter_tensors(kwargs))
+        ],
+        checks=checks,
+        notes=report_notes,
+        sites=analysis.site_models(),
+        findings=active,
+        allowed=allowed,
+        summary=summary,
+    )
+
+
+def _apply_allow(findings: list[Finding], rules: list[AllowRule]) -> tuple[list[Finding], list[Finding]]:
+    active, allowed = [], []
+    for f in findings:
+        hit = match(rules, f.module, f.slug)
+        if hit is None:
+            active.append(f)
+        else:
+            allowed.append(f.model_copy(update={"allowed_by": str(hit)}))
+    return active, allowed
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _model_device(model: Any) -> Any:
+    import torch
+
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _split_inputs(example_inputs: Any, device: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    import torch
+
+    def move(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.device != device:
+            return x.to(device)
+        if isinstance(x, (tuple, list)):
+            return type(x)(move(v) for v in x)
+        if isinstance(x, dict):
+            return {k: move(v) for k, v in x.items()}
+        return x
+
+    if isinstance(example_inputs, dict):
+        return (), move(example_inputs)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(move(v) for v in example_inputs), {}
+    return (move(example_inputs),), {}
+
+
+def _snapshot_buffers(model: Any) -> list[tuple[Any, str, Any, Any]]:
+    saved = []
+    for m in model.modules():
+        for name, b in m._buffers.items():
+            if b is not None:
+                saved.append((m, name, b, b.detach().clone()))
+    return saved
+
+
+def _restore_buffers(saved: list[tuple[Any, str, Any, Any]]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for m, name, original, copy in saved:
+            m._buffers[name] = original
+            if original.shape == copy.shape:
+                original.copy_(copy)
+
+
+def _seed_all(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(seed)
+
+
+@contextlib.contextmanager
+def _forked_rng(device: Any) -> Iterator[None]:
+    """Leave every global random-number generator as it was (torch, Python, numpy)."""
+    import torch
+
+    py_state = random.getstate()
+    np = sys.modules.get("numpy")
+    np_state = np.random.get_state() if np is not None else None
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        if np is not None and np_state is not None:
+            np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def _device_ctx(device: Any) -> Iterator[None]:
+    """On meta, tensors created inside forward (torch.arange, torch.ones) must be meta tensors too."""
+    import torch
+
+    if device.type == "meta":
+        with torch.device("meta"):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch's own dropout warnings become findings; the rest would only repeat per pass."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def describe_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    from advisor.audit import trace as tr
+
+    parts = [_tensor_desc(t) for t in tr.iter_tensors(args)]
+    parts += [f"{k}={_tensor_desc(v)}" for k, v in kwargs.items() if hasattr(v, "shape")]
+    return ", ".join(parts) or "no tensors"
+
+
+def _tensor_desc(t: Any) -> str:
+    dtype = str(t.dtype).removeprefix("torch.")
+    return f"{dtype}[{', '.join(str(int(s)) for s in t.shape)}]"
+
+
+def user_traceback_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of the traceback that lies in the user's code (not torch, not ours)."""
+    from advisor.audit import trace as tr
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    for fs in reversed(frames):
+        if not tr._internal(fs.filename):
+            return fs
+    return None
+
+
+def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str, Any], model: Any) -> ModelRunError:
+    import torch.nn as nn
+
+    exc = failure.original
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    shapes = describe_inputs(args, kwargs)
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+    stack = failure.stack
+    layer = layer_class = None
+    hint = "pass inputs of the shape and dtype the model expects (CLI: --input-shape, --input-dtype)"
+    if stack:
+        path, module, in_shapes = stack[-1]
+        layer, layer_class = path, type(module).__name__
+        if path:
+            shown = ", ".join("(" + ", ".join(map(str, s)) + ")" for s in in_shapes) or "no tensors"
+            where = f"layer '{path}' ({layer_class}, input {shown})"
+        else:
+            where = f"{layer_class}.forward"
+        hint = _shape_hint(path, module, exc, args) or hint
+    else:
+        where = f"{type(model).__name__}"
+    message = f"the model rejected the input {shapes} in its {mode}-mode forward: {where} raised {reason}"
+    fs = user_traceback_frame(exc)
+    if fs is not None:
+        message += f"\n  at {fs.filename}:{fs.lineno}" + (f": {fs.line.strip()}" if fs.line else "")
+    if stack and isinstance(stack[-1][1], nn.Module) and "more than 1 value per channel" in str(exc):
+        hint = "BatchNorm needs a batch of at least 2 in train mode: make the first size of --input-shape >= 2"
+    return ModelRunError(message, hint, layer=layer, layer_class=layer_class, original=exc)
+
+
+def _shape_hint(path: str, module: Any, exc: BaseException, args: tuple[Any, ...]) -> str | None:
+    import torch
+    import torch.nn as nn
+
+    text = str(exc)
+    floats = any(isinstance(t, torch.Tensor) and t.is_floating_point() for t in args)
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        if floats or "Long" in text:
+            return "token ids must be integers: pass --input-dtype long"
+        return f"token ids must be below num_embeddings={module.num_embeddings}"
+    if isinstance(module, nn.Linear):
+        return f"'{path}' (Linear) expects a last dimension of {module.in_features}; adjust --input-shape"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        n = len(module.kernel_size)
+        dims = ", ".join(["N", str(module.in_channels)] + ["..."] * n)
+        return f"this {type(module).__name__} expects {n + 2}-D input ({dims}); adjust --input-shape"
+    if isinstance(module, nn.RNNBase):
+        return f"this {type(module).__name__} expects a last dimension of {module.input_size}; adjust --input-shape"
+    if "Long" in text or "Int" in text:
+        return "the model wants integer inputs: pass --input-dtype long"
+    return None

@@ -1,0 +1,301 @@
+"""The audit report: pydantic models and three pure renderers (text, JSON, SARIF 2.1.0) returning strings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor import __version__
+
+SCHEMA_VERSION = 1
+Severity = Literal["error", "warning", "info"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFO_URI = "https://github.com/dropout-advisor/dropout-advisor"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Location(_Model):
+    """A place in source code: where a module's class is defined, or where a functional call is made."""
+
+    file: str
+    line: int = Field(ge=1)
+    symbol: str | None = Field(default=None, description="Class or function name at that line.")
+
+
+class Site(_Model):
+    """One place that drops activations, listed once however often it runs."""
+
+    id: str = Field(description="S1, S2, ... in execution order.")
+    module: str = Field(description="Module path ('' is the model itself).")
+    module_class: str
+    source: Literal["module", "function", "random"] = Field(
+        description="A dropout module, a dropout-like torch call, or a hand-written mask (torch.rand/bernoulli)."
+    )
+    op: str = Field(description="What drops: 'nn.Dropout', 'F.dropout', 'nn.LSTM(dropout=)' ...")
+    kind: str = Field(
+        description="Dropout kind, from the knowledge-base vocabulary (dropout, dropout2d, drop-path ...)."
+    )
+    p: float | None = Field(description="Drop probability; null when it cannot be read.")
+    calls: int = Field(description="Calls in the train-mode forward.")
+    eval_calls: int = Field(description="Calls in the eval-mode forward.")
+    input_shape: list[int] | None = None
+    before: str | None = Field(default=None, description="What produced its input (data flow, execution order).")
+    after: str | None = Field(default=None, description="What consumed its output first.")
+    inplace: bool = False
+    location: Location | None = Field(default=None, description="Class definition of the module.")
+    call_location: Location | None = Field(default=None, description="The line of a functional call.")
+
+
+class Finding(_Model):
+    rule_id: str = Field(description="Knowledge-base recommendation ID, e.g. DRP301.")
+    slug: str
+    severity: Severity
+    title: str
+    module: str = Field(description="Module path ('' is the model itself).")
+    module_class: str
+    site: str | None = Field(default=None, description="Site ID when the finding is about one site.")
+    message: str = Field(description="What is wrong and why.")
+    fix: str
+    citations: list[str] = Field(default_factory=list)
+    location: Location | None = None
+    call_location: Location | None = None
+    allowed_by: str | None = Field(default=None, description="The allow-list entry that suppressed it.")
+
+
+class InputSpec(_Model):
+    shape: list[int]
+    dtype: str
+
+
+class Summary(_Model):
+    error: int = 0
+    warning: int = 0
+    info: int = 0
+    allowed: int = 0
+
+
+class Report(_Model):
+    schema_version: int = SCHEMA_VERSION
+    tool: str = "dropout-advisor"
+    version: str = __version__
+    target: str | None = None
+    model_class: str
+    device: str
+    inputs: list[InputSpec] = Field(default_factory=list)
+    checks: dict[str, str] = Field(
+        default_factory=dict, description="Each check and whether it ran ('ran' or 'skipped: why')."
+    )
+    notes: list[str] = Field(default_factory=list)
+    sites: list[Site] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list, description="Active findings, most severe first.")
+    allowed: list[Finding] = Field(default_factory=list, description="Findings suppressed by an allow-list.")
+    summary: Summary = Field(default_factory=Summary)
+
+    def worst(self) -> str | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=lambda s: SEVERITY_RANK[s])
+
+    def fails(self, fail_on: str) -> bool:
+        """True when an active finding is at or above ``fail_on`` (error, warning or info)."""
+        threshold = SEVERITY_RANK[fail_on]
+        return any(SEVERITY_RANK[f.severity] >= threshold for f in self.findings)
+
+    def by_slug(self, slug: str) -> list[Finding]:
+        return [f for f in self.findings if f.slug == slug]
+
+
+# ---- text ---------------------------------------------------------------------------------------
+
+
+def _mod(path: str) -> str:
+    return path or "<root>"
+
+
+def _p(p: float | None) -> str:
+    return "-" if p is None else f"{p:g}"
+
+
+def _rel(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _loc(loc: Location | None) -> str:
+    return f"{_rel(loc.file)}:{loc.line}" if loc is not None else ""
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def render_text(report: Report) -> str:
+    """A plain-text report: the dropout sites in execution order, then the findings."""
+    out: list[str] = []
+    head = f"audit of {report.target or report.model_class}"
+    if report.target and report.model_class not in report.target:
+        head += f" ({report.model_class})"
+    inputs = ", ".join(f"{i.dtype}[{', '.join(map(str, i.shape))}]" for i in report.inputs) or "-"
+    out += [head, f"device: {report.device}   inputs: {inputs}", ""]
+    if report.sites:
+        out.append(f"Dropout sites ({len(report.sites)}, in execution order):")
+        rows = [
+            [
+                s.id,
+                _mod(s.module),
+                s.op,
+                s.kind,
+                _p(s.p),
+                f"{s.calls}/{s.eval_calls}",
+                s.before or "-",
+                s.after or "-",
+            ]
+            for s in report.sites
+        ]
+        out += ["  " + line for line in _table(rows, ["id", "module", "op", "kind", "p", "calls", "before", "after"])]
+        out.append("  (calls: train-mode forward / eval-mode forward)")
+    else:
+        out.append("No dropout sites found.")
+    out.append("")
+    if report.findings:
+        out.append(f"Findings ({len(report.findings)}):")
+        for f in report.findings:
+            where = _loc(f.call_location or f.location)
+            out.append(f"  {f.severity:<7} {f.rule_id} {f.slug}  {_mod(f.module)}" + (f"  [{where}]" if where else ""))
+            out.append(f"          {f.message}")
+            out.append(f"          fix: {f.fix}")
+            more = f"dropout-advisor explain {f.rule_id}"
+            if f.citations:
+                more += " (" + ", ".join(f.citations) + ")"
+            out.append(f"          see: {more}")
+    else:
+        out.append("No findings.")
+    if report.allowed:
+        out.append("")
+        out.append(f"Allowed ({len(report.allowed)}):")
+        for f in report.allowed:
+            out.append(f"  {f.severity:<7} {f.rule_id} {f.slug}  {_mod(f.module)}  (allowed by {f.allowed_by})")
+    skipped = {k: v for k, v in report.checks.items() if v != "ran"}
+    if report.notes or skipped:
+        out.append("")
+        out.append("Notes:")
+        for k, v in skipped.items():
+            out.append(f"  - {k}: {v}")
+        for n in report.notes:
+            out.append(f"  - {n}")
+    s = report.summary
+    out.append("")
+    out.append(
+        f"{s.error} error(s), {s.warning} warning(s), {s.info} info" + (f", {s.allowed} allowed" if s.allowed else "")
+    )
+    return "\n".join(out) + "\n"
+
+
+# ---- JSON ---------------------------------------------------------------------------------------
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+
+# ---- SARIF 2.1.0 --------------------------------------------------------------------------------
+
+
+def _uri(path: str, base: Path | None) -> tuple[str, bool]:
+    """A URI relative to ``base`` (with %SRCROOT%) when the file lies under it, else an absolute file URI."""
+    p = Path(path).resolve()
+    if base is not None:
+        try:
+            return p.relative_to(base.resolve()).as_posix(), True
+        except ValueError:
+            pass
+    return p.as_uri(), False
+
+
+def _physical(loc: Location, base: Path | None) -> dict[str, Any]:
+    uri, relative = _uri(loc.file, base)
+    artifact: dict[str, Any] = {"uri": uri}
+    if relative:
+        artifact["uriBaseId"] = "%SRCROOT%"
+    return {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": loc.line}}}
+
+
+def render_sarif(
+    report: Report, *, base: Path | None = None, rules_meta: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """SARIF 2.1.0: one run, one reporting descriptor per rule that fired, one result per active finding.
+
+    Each result points at the file and line where the module's class is defined (the nearest class in the
+    user's code); a functional call's own line goes into ``relatedLocations``. ``base`` (default: the
+    current directory) makes URIs relative, as code-scanning services expect.
+    """
+    base = Path.cwd() if base is None else base
+    rules_meta = rules_meta or {}
+    rule_index: dict[str, int] = {}
+    rules: list[dict[str, Any]] = []
+    for f in report.findings:
+        if f.rule_id in rule_index:
+            continue
+        rule_index[f.rule_id] = len(rules)
+        meta = rules_meta.get(f.slug, {})
+        rule: dict[str, Any] = {
+            "id": f.rule_id,
+            "name": f.slug,
+            "shortDescription": {"text": f.title},
+            "fullDescription": {"text": meta.get("summary") or f.title},
+            "help": {"text": f"{f.fix}\nRun 'dropout-advisor explain {f.rule_id}' for the full recommendation."},
+            "defaultConfiguration": {"level": _SARIF_LEVEL[meta.get("severity", f.severity)]},
+            "properties": {"tags": ["dropout", "pytorch"], "citations": f.citations},
+        }
+        rules.append(rule)
+    results: list[dict[str, Any]] = []
+    for f in report.findings:
+        result: dict[str, Any] = {
+            "ruleId": f.rule_id,
+            "ruleIndex": rule_index[f.rule_id],
+            "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": f"{f.message} Fix: {f.fix}"},
+            "locations": [],
+            "partialFingerprints": {"dropoutAdvisor/v1": f"{f.slug}:{f.module}:{f.site or ''}"},
+            "properties": {"slug": f.slug, "module": f.module, "moduleClass": f.module_class},
+        }
+        if f.location is not None:
+            loc = _physical(f.location, base)
+            loc["logicalLocations"] = [{"fullyQualifiedName": f.module or "<root>", "kind": "module"}]
+            result["locations"].append(loc)
+        if f.call_location is not None:
+            related = _physical(f.call_location, base)
+            related["id"] = 1
+            related["message"] = {"text": "the call"}
+            result["relatedLocations"] = [related]
+        results.append(result)
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "dropout-advisor",
+                "version": report.version,
+                "semanticVersion": report.version,
+                "informationUri": INFO_URI,
+                "rules": rules,
+            }
+        },
+        "originalUriBaseIds": {"%SRCROOT%": {"uri": base.resolve().as_uri() + "/"}},
+        "results": results,
+        "properties": {"target": report.target, "device": report.device, "notes": report.notes},
+    }
+    doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,853 @@
+"""Record what a model actually executes: module calls (forward hooks) and torch calls (TorchFunctionMode).
+
+One :class:`Tracer` run is one forward pass. It records, in execution order, a flat list of
+:class:`Event` objects at the granularity the rules need: every call of an *atomic* module (a module
+with no children, or one whose internals are not worth seeing, such as ``nn.MultiheadAttention`` and
+``nn.LSTM``) and every torch call made directly in the forward of a non-atomic module (``x + y``,
+``x.view(...)``, ``F.dropout(...)``). Each event knows which earlier event produced each of its
+tensor inputs, so the rules can follow data flow (dropout -> view -> BatchNorm) instead of the order
+in which ``__init__`` happened to register the layers.
+
+Separately, every dropout-like torch call (``F.dropout*``, ``F.scaled_dot_product_attention`` with
+``dropout_p``, ``F.multi_head_attention_forward``) and every random-number call (``torch.rand``,
+``Tensor.bernoulli_`` ...) is logged with its arguments and the module whose forward made it, whether
+or not it sits inside an atomic module.
+
+torch is imported lazily by callers; this module imports it at the top because only the auditor
+imports it, and the auditor always needs torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OUR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+# ---- vocabularies -------------------------------------------------------------------------------
+
+#: functional dropout: func -> (display name, dropout kind, default of `training`)
+_DROPOUT_FUNCS: dict[Any, tuple[str, str, bool]] = {
+    F.dropout: ("F.dropout", "dropout", True),
+    F.dropout1d: ("F.dropout1d", "dropout1d", True),
+    F.dropout2d: ("F.dropout2d", "dropout2d", True),
+    F.dropout3d: ("F.dropout3d", "dropout3d", True),
+    F.alpha_dropout: ("F.alpha_dropout", "alpha-dropout", False),
+    F.feature_alpha_dropout: ("F.feature_alpha_dropout", "feature-alpha-dropout", False),
+}
+#: the ATen-level spellings (torch.dropout(x, p, train)), all positional
+_TORCH_DROPOUT_FUNCS: dict[Any, tuple[str, str]] = {}
+for _name, _kind in (
+    ("dropout", "dropout"),
+    ("dropout_", "dropout"),
+    ("feature_dropout", "dropout2d"),
+    ("feature_dropout_", "dropout2d"),
+    ("alpha_dropout", "alpha-dropout"),
+    ("alpha_dropout_", "alpha-dropout"),
+    ("feature_alpha_dropout", "feature-alpha-dropout"),
+    ("feature_alpha_dropout_", "feature-alpha-dropout"),
+    ("native_dropout", "dropout"),
+):
+    if hasattr(torch, _name):
+        _TORCH_DROPOUT_FUNCS[getattr(torch, _name)] = (f"torch.{_name}", _kind)
+
+_SDPA = F.scaled_dot_product_attention
+_MHA_FORWARD = F.multi_head_attention_forward
+
+#: random-number calls; the first group is what dropout-like code uses to draw masks
+MASK_RANDOM = frozenset({"bernoulli", "bernoulli_", "rand", "rand_like", "uniform_"})
+RANDOM = MASK_RANDOM | frozenset(
+    {
+        "randn",
+        "randn_like",
+        "normal",
+        "normal_",
+        "randint",
+        "randint_like",
+        "randperm",
+        "multinomial",
+        "random_",
+        "exponential_",
+        "geometric_",
+        "cauchy_",
+        "log_normal_",
+        "poisson",
+    }
+)
+
+_SHAPE_ONLY = frozenset(
+    {
+        "view",
+        "reshape",
+        "flatten",
+        "unflatten",
+        "permute",
+        "transpose",
+        "t",
+        "contiguous",
+        "squeeze",
+        "unsqueeze",
+        "expand",
+        "expand_as",
+        "view_as",
+        "reshape_as",
+        "movedim",
+        "moveaxis",
+        "swapaxes",
+        "swapdims",
+        "narrow",
+        "getitem",
+        "get",
+        "clone",
+        "detach",
+        "to",
+        "type",
+        "type_as",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "split",
+        "chunk",
+        "unbind",
+        "select",
+        "identity",
+    }
+)
+_ACTIVATIONS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "elu",
+        "selu",
+        "celu",
+        "leaky_relu",
+        "hardtanh",
+        "hardswish",
+        "hardsigmoid",
+        "mish",
+        "softplus",
+        "softsign",
+        "prelu",
+        "rrelu",
+        "glu",
+        "logsigmoid",
+        "tanhshrink",
+        "threshold",
+    }
+)
+_NAME_OPS: dict[str, str] = {
+    "linear": "linear",
+    "bilinear": "linear",
+    "matmul": "matmul",
+    "mm": "matmul",
+    "bmm": "matmul",
+    "einsum": "matmul",
+    "baddbmm": "matmul",
+    "addmm": "matmul",
+    "spmm": "matmul",
+    "batch_norm": "batchnorm",
+    "layer_norm": "layernorm",
+    "group_norm": "layernorm",
+    "instance_norm": "layernorm",
+    "rms_norm": "layernorm",
+    "normalize": "layernorm",
+    "embedding": "embedding",
+    "embedding_bag": "embedding",
+    "softmax": "softmax",
+    "log_softmax": "softmax",
+    "softmin": "softmax",
+    "scaled_dot_product_attention": "attention",
+    "multi_head_attention_forward": "attention",
+    "add": "add",
+    "sub": "add",
+    "iadd": "add",
+    "isub": "add",
+    "radd": "add",
+    "rsub": "add",
+    "mul": "mul",
+    "div": "mul",
+    "truediv": "mul",
+    "imul": "mul",
+    "itruediv": "mul",
+    "rmul": "mul",
+    "rtruediv": "mul",
+    "cat": "cat",
+    "stack": "cat",
+    "concat": "cat",
+    "lstm": "rnn-layer",
+    "gru": "rnn-layer",
+    "rnn_tanh": "rnn-layer",
+    "rnn_relu": "rnn-layer",
+}
+
+#: ops whose output autograd keeps for backward: an in-place dropout on it breaks ``backward()``
+#: (checked with torch 2.13; LSTM on CPU, GRU/RNN with cuDNN)
+SAVES_OUTPUT = frozenset({"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "LSTM", "GRU", "RNN"})
+SAVES_OUTPUT_FUNCS = frozenset({"relu", "sigmoid", "tanh", "softmax", "log_softmax", "exp", "lstm", "gru"})
+SAVES_OUTPUT_IF_INPLACE = frozenset({"LeakyReLU", "ELU", "CELU"})
+
+_DROPPATH_NAME = re.compile(r"drop_?path|stochastic_?depth", re.I)
+_DROPBLOCK_NAME = re.compile(r"drop_?block", re.I)
+_WEIGHTDROP_NAME = re.compile(r"weight_?drop|drop_?connect", re.I)
+_DROPOUT_NAME = re.compile(r"dropout", re.I)
+_RATE_ATTRS = ("p", "drop_prob", "drop_rate", "dropout", "prob", "rate", "dropout_p", "weight_p", "keep_prob")
+
+
+def normalize_name(name: str) -> str:
+    """'__iadd__' -> 'iadd', 'relu_' -> 'relu', 'bernoulli_' stays as is for random bookkeeping."""
+    return name.strip("_")
+
+
+def func_op(name: str) -> str:
+    """The operation category of a torch call, by its name."""
+    n = normalize_name(name)
+    if n in _SHAPE_ONLY:
+        return "shape"
+    if n in _ACTIVATIONS:
+        return "activation"
+    if n in _NAME_OPS:
+        return _NAME_OPS[n]
+    if n.startswith(("conv", "conv_transpose")):
+        return "conv"
+    if "pool" in n:
+        return "pool"
+    return n or "op"
+
+
+def module_op(m: nn.Module) -> str:
+    """The operation category of a module call."""
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return "dropout"
+    if isinstance(m, (nn.Linear, nn.Bilinear, nn.LazyLinear)):
+        return "linear"
+    if isinstance(m, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return "batchnorm"
+    if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.RMSNorm)):
+        return "layernorm"
+    if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+        return "embedding"
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
+        return "softmax"
+    if isinstance(m, nn.MultiheadAttention):
+        return "attention"
+    if isinstance(m, nn.RNNBase):
+        return "rnn-layer"
+    if isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity)):
+        return "shape"
+    mod = type(m).__module__
+    if mod == "torch.nn.modules.activation":
+        return "activation"
+    if mod == "torch.nn.modules.pooling":
+        return "pool"
+    if dropout_like_kind(m) is not None:
+        return "dropout"
+    return "module"
+
+
+def dropout_like_kind(m: nn.Module) -> str | None:
+    """The dropout kind of a module that drops by construction, else None (MHA and RNNs: see module_sites)."""
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        if isinstance(m, nn.FeatureAlphaDropout):
+            return "feature-alpha-dropout"
+        if isinstance(m, nn.AlphaDropout):
+            return "alpha-dropout"
+        if isinstance(m, nn.Dropout1d):
+            return "dropout1d"
+        if isinstance(m, nn.Dropout2d):
+            return "dropout2d"
+        if isinstance(m, nn.Dropout3d):
+            return "dropout3d"
+        return "dropout"
+    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) or type(m).__module__.startswith("torch."):
+        return None
+    return dropout_like_kind_from_name(type(m).__name__)
+
+
+def dropout_like_kind_from_name(name: str) -> str | None:
+    """Dropout kind suggested by a class or function name (DropPath, drop_path, LockedDropout ...)."""
+    if _DROPPATH_NAME.search(name):
+        return "drop-path"
+    if _DROPBLOCK_NAME.search(name):
+        return "dropblock"
+    if _WEIGHTDROP_NAME.search(name):
+        return "weight-drop"
+    if _DROPOUT_NAME.search(name):
+        # user classes such as LockedDropout, EmbeddingDropout, SharedDropout
+        return "locked-dropout" if "lock" in name.lower() else "dropout"
+    return None
+
+
+def module_rate(m: nn.Module) -> float | None:
+    """The drop probability a dropout-like module was built with, if it stores one under a usual name."""
+    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)):
+        return float(m.dropout)
+    for attr in _RATE_ATTRS:
+        value = m.__dict__.get(attr)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+
+
+def _internal(fname: str) -> bool:
+    if fname.startswith("<") or fname.startswith(_TORCH_DIR) or fname.startswith(_OUR_DIR):
+        return True
+    return fname.startswith(_STDLIB_DIR) and "-packages" not in fname
+
+
+def user_frame() -> tuple[str, int, str] | None:
+    """(file, line, function) of the innermost caller outside torch, the stdlib and this package."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        fname = frame.f_code.co_filename
+        if not _internal(fname):
+            return fname, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return None
+
+
+def iter_tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    """Every tensor inside nested tuples, lists, dicts and dataclass-like outputs (HF ModelOutput)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth > 6:
+        return
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from iter_tensors(o, depth + 1)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from iter_tensors(o, depth + 1)
+
+
+def shape_of(t: torch.Tensor) -> tuple[int, ...]:
+    try:
+        return tuple(t.shape)
+    except Exception:  # nested tensors
+        return ()
+
+
+# ---- shape-only kernels for the meta device ------------------------------------------------------
+# torch's meta kernels for attention and normalization are decompositions written in Python; on an
+# 80-layer model they cost most of a forward pass. On meta only shapes exist, so these compute the output
+# shape directly, after the checks that matter; anything unusual falls through to torch's own kernel.
+
+
+def _fast_sdpa(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+    b = _bind(_SDPA, args, kwargs)
+    q, k, v = b.get("query"), b.get("key"), b.get("value")
+    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)):
+        return None
+    if b.get("enable_gqa"):
+        return None
+    if q.dim() < 2 or q.dim() != k.dim() or k.dim() != v.dim():
+        return None
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2] or q.shape[:-2] != k.shape[:-2]:
+        return None
+    return torch.empty((*q.shape[:-1], v.shape[-1]), dtype=q.dtype, device=q.device)
+
+
+def _fast_norm(func: Any) -> Callable[[tuple[Any, ...], dict[str, Any]], torch.Tensor | None]:
+    def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+        b = _bind(func, args, kwargs)
+        x, shape = b.get("input"), b.get("normalized_shape")
+        if not isinstance(x, torch.Tensor) or shape is None:
+            return None
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if tuple(x.shape[len(x.shape) - len(shape) :]) != shape:
+            return None
+        return torch.empty_like(x)
+
+    return run
+
+
+def _fast_softmax(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, torch.Tensor):
+        return None
+    dtype = kwargs.get("dtype") or (args[3] if len(args) > 3 else None)
+    return torch.empty_like(x, dtype=dtype or x.dtype)
+
+
+_META_FAST: dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], torch.Tensor | None]] = {
+    _SDPA: _fast_sdpa,
+    F.layer_norm: _fast_norm(F.layer_norm),
+    F.softmax: _fast_softmax,
+    F.log_softmax: _fast_softmax,
+}
+if hasattr(F, "rms_norm"):
+    _META_FAST[F.rms_norm] = _fast_norm(F.rms_norm)
+
+
+def _meta_dropout(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return x if inplace else torch.empty_like(x)
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One atomic module call or one torch call made directly in a non-atomic forward."""
+
+    idx: int
+    kind: str  # "module" | "function"
+    op: str  # category: linear, conv, dropout, activation, shape, add, ...
+    name: str  # class name ("Linear") or call name ("F.dropout", "view")
+    owner: str  # module path: the module itself (module events) or the module whose forward called it
+    module: nn.Module | None
+    producers: list[int]  # producer event index per tensor input; -1 = model input, -2 = parameter/constant
+    in_shapes: list[tuple[int, ...]]
+    out_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DropCall:
+    """One call of a dropout-like torch function (or a random-number function)."""
+
+    func: str  # "F.dropout", "F.scaled_dot_product_attention", "torch.rand" ...
+    kind: str  # dropout kind; "random" for random-number calls
+    owner: str  # innermost module path
+    event: int  # the event the call belongs to (its own event, or the enclosing atomic module call)
+    p: float | None
+    training: bool | None
+    inplace: bool
+    in_shape: tuple[int, ...]
+    location: tuple[str, int, str] | None
+    on_parameter: bool = False
+    in_dropout_module: bool = False  # made by torch's own nn.Dropout* forward
+    substituted: str | None = None  # why the auditor ran an identity instead of the call
+
+
+@dataclass
+class ModuleCall:
+    path: str
+    module: nn.Module
+    in_shapes: list[tuple[int, ...]]
+    atomic: bool
+    event: int | None = None
+
+
+@dataclass
+class Trace:
+    """The result of one traced forward pass."""
+
+    training: bool
+    events: list[Event]
+    drop_calls: list[DropCall]
+    calls: dict[str, int]  # module path -> number of calls
+    outputs: list[int]  # producer events of the model's output tensors
+    input_count: int
+    fingerprints: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor]]]
+    consumers: dict[int, list[int]] = field(default_factory=dict)
+
+    def build_consumers(self) -> None:
+        cons: dict[int, list[int]] = {}
+        for ev in self.events:
+            for p in ev.producers:
+                if p >= 0:
+                    cons.setdefault(p, []).append(ev.idx)
+        self.consumers = cons
+
+
+class TraceFailure(Exception):
+    """The forward raised; carries the module stack at the time."""
+
+    def __init__(self, original: BaseException, stack: list[tuple[str, nn.Module, list[tuple[int, ...]]]]):
+        super().__init__(str(original))
+        self.original = original
+        self.stack = stack
+
+
+# ---- the tracer ---------------------------------------------------------------------------------
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        tr = self.tracer
+        if tr.busy:
+            return func(*args, **kwargs)
+        return tr.on_call(func, args, kwargs)
+
+
+class Tracer:
+    """Hooks every module of ``root`` and records one forward pass. Use :meth:`run`."""
+
+    def __init__(
+        self,
+        root: nn.Module,
+        paths: dict[int, str],
+        *,
+        fingerprint: bool = False,
+        fingerprint_budget: int = 20_000_000,
+        fast_meta: bool = False,
+    ) -> None:
+        self.root = root
+        self.paths = paths
+        self.fingerprint = fingerprint
+        self.fingerprint_budget = fingerprint_budget
+        self.fast_meta = fast_meta
+        self.busy = False
+        self.stack: list[ModuleCall] = []
+        self.atomic_depth = 0
+        self.events: list[Event] = []
+        self.drop_calls: list[DropCall] = []
+        self.calls: dict[str, int] = {}
+        self.producer: dict[int, int] = {}
+        self.keep: list[Any] = []  # keeps tensors alive so that their id() is not reused in this pass
+        self.fingerprints: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self.fp_used = 0
+
+    # -- helpers --
+    def _producers(self, tensors: list[torch.Tensor]) -> list[int]:
+        out = []
+        for t in tensors:
+            p = self.producer.get(id(t))
+            if p is None:
+                p = -2
+            out.append(p)
+        return out
+
+    def _owner(self) -> str:
+        return self.stack[-1].path if self.stack else ""
+
+    def _enclosing_atomic(self) -> ModuleCall | None:
+        for frame in self.stack:
+            if frame.atomic:
+                return frame
+        return None
+
+    def _new_event(self, **kw: Any) -> Event:
+        ev = Event(idx=len(self.events), **kw)
+        self.events.append(ev)
+        return ev
+
+    def _mark_outputs(self, ev: Event, out: Any) -> None:
+        tensors = list(iter_tensors(out))
+        ev.out_shapes = [shape_of(t) for t in tensors]
+        for t in tensors:
+            self.producer[id(t)] = ev.idx
+            self.keep.append(t)
+
+    # -- module hooks --
+    def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        self.busy = True
+        try:
+            path = self.paths.get(id(module), "?")
+            self.calls[path] = self.calls.get(path, 0) + 1
+            inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
+            atomic = _is_atomic(module)
+            frame = ModuleCall(path, module, [shape_of(t) for t in inputs], atomic)
+            if atomic and self.atomic_depth == 0:
+                ev = self._new_event(
+                    kind="module",
+                    op=module_op(module),
+                    name=type(module).__name__,
+                    owner=path,
+                    module=module,
+                    producers=self._producers(inputs),
+                    in_shapes=frame.in_shapes,
+                )
+                frame.event = ev.idx
+            if atomic:
+                self.atomic_depth += 1
+            if self.fingerprint:
+                frame_inputs = self._snap(inputs)
+                self._fp_pending.append(frame_inputs)
+            self.stack.append(frame)
+        finally:
+            self.busy = False
+
+    def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        self.busy = True
+        try:
+            if not self.stack or self.stack[-1].module is not module:
+                return
+            frame = self.stack.pop()
+            if frame.atomic:
+                self.atomic_depth -= 1
+            if frame.event is not None:
+                self._mark_outputs(self.events[frame.event], output)
+            if self.fingerprint:
+                ins = self._fp_pending.pop()
+                outs = self._snap(list(iter_tensors(output)))
+                self.fingerprints[(frame.path, self.calls[frame.path])] = (ins, outs)
+        finally:
+            self.busy = False
+
+    def _snap(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        snaps = []
+        for t in tensors:
+            if t.is_floating_point() or t.is_complex():
+                n = t.numel()
+                if self.fp_used + n > self.fingerprint_budget:
+                    self.fp_over = True
+                    continue
+                self.fp_used += n
+                snaps.append(t.detach().clone())
+        return snaps
+
+    # -- torch calls --
+    def on_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.busy = True
+        try:
+            return self._on_call(func, args, kwargs)
+        finally:
+            self.busy = False
+
+    def _on_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raw_name = getattr(func, "__name__", "") or ""
+        drop = _DROPOUT_FUNCS.get(func)
+        aten = None if drop is not None else _TORCH_DROPOUT_FUNCS.get(func)
+        dcall: DropCall | None = None
+        if drop is not None or aten is not None:
+            func, args, kwargs, dcall = self._dropout_call(func, args, kwargs, drop, aten)
+        elif func is _SDPA or func is _MHA_FORWARD:
+            dcall = self._attention_call(func, args, kwargs)
+        elif raw_name in RANDOM:
+            inside = self.stack[-1].module if self.stack else None
+            dcall = DropCall(
+                func=f"torch.{raw_name}" if not raw_name.endswith("_") else f"Tensor.{raw_name}",
+                kind="random",
+                owner=self._owner(),
+                event=-1,
+                p=None,
+                training=None,
+                inplace=raw_name.endswith("_"),
+                in_shape=(),
+                location=None if isinstance(inside, nn.modules.dropout._DropoutNd) else user_frame(),
+            )
+
+        atomic = self._enclosing_atomic()
+        inputs: list[torch.Tensor] = []
+        producers: list[int] = []
+        if atomic is None:
+            inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
+            producers = self._producers(inputs)
+        out = None
+        if self.fast_meta:
+            if dcall is not None and dcall.kind not in ("random", "attention-dropout") and func is not _identity:
+                x = args[0] if args else kwargs.get("input")
+                if isinstance(x, torch.Tensor) and x.is_meta:
+                    func, args, kwargs = _meta_dropout, (x, dcall.inplace), {}
+            else:
+                fast = _META_FAST.get(func)
+                if fast is not None:
+                    out = fast(args, kwargs)
+        if out is None:
+            self.busy = False
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self.busy = True
+
+        if atomic is not None:
+            if dcall is not None:
+                dcall.event = atomic.event if atomic.event is not None else -1
+                self.drop_calls.append(dcall)
+            return out
+        out_tensors = list(iter_tensors(out))
+        if not out_tensors and dcall is None:
+            return out
+        name = dcall.func if dcall is not None and dcall.kind != "random" else normalize_name(raw_name)
+        op = "dropout" if dcall is not None and dcall.kind not in ("random", "attention-dropout") else None
+        ev = self._new_event(
+            kind="function",
+            op=op or func_op(raw_name),
+            name=name,
+            owner=self._owner(),
+            module=None,
+            producers=producers,
+            in_shapes=[shape_of(t) for t in inputs],
+        )
+        if (raw_name.endswith("_") and not raw_name.startswith("_")) or kwargs.get("inplace") is True:
+            ev.extra["inplace"] = True
+        if any(isinstance(t, nn.Parameter) for t in inputs):
+            ev.extra["parameter"] = True
+        self._mark_outputs(ev, out)
+        if dcall is not None:
+            dcall.event = ev.idx
+            self.drop_calls.append(dcall)
+        return out
+
+    def _dropout_call(
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        drop: tuple[str, str, bool] | None,
+        aten: tuple[str, str] | None,
+    ) -> tuple[Any, tuple[Any, ...], dict[str, Any], DropCall]:
+        if drop is not None:
+            display, kind, default_training = drop
+            bound = _bind(func, args, kwargs)
+            x = bound.get("input")
+            p = bound.get("p", 0.5)
+            training = bool(bound.get("training", default_training))
+            inplace = bool(bound.get("inplace", False))
+        else:
+            assert aten is not None
+            display, kind = aten
+            x = args[0] if args else kwargs.get("input")
+            p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+            training = bool(args[2] if len(args) > 2 else kwargs.get("train", True))
+            inplace = display.endswith("_")
+        inside = self.stack[-1].module if self.stack else None
+        in_dropout_module = isinstance(inside, nn.modules.dropout._DropoutNd)
+        tensor = x if isinstance(x, torch.Tensor) else None
+        call = DropCall(
+            func=display,
+            kind=kind,
+            owner=self._owner(),
+            event=-1,
+            p=float(p) if isinstance(p, (int, float)) else None,
+            training=training,
+            inplace=inplace,
+            in_shape=shape_of(tensor) if tensor is not None else (),
+            location=None if in_dropout_module else user_frame(),
+            on_parameter=isinstance(tensor, nn.Parameter),
+            in_dropout_module=in_dropout_module,
+        )
+        # Calls torch would reject are recorded as findings and replaced by an identity, so that one
+        # bad site does not hide every other finding behind an exception.
+        bad_rate = call.p is not None and (call.p < 0 or call.p > 1 or math.isnan(call.p))
+        bad_rank = kind == "dropout1d" and tensor is not None and tensor.dim() not in (2, 3)
+        if tensor is not None and (bad_rate or bad_rank):
+            call.substituted = "rate" if bad_rate else "rank"
+            return _identity, (tensor,), {}, call
+        return func, args, kwargs, call
+
+    def _attention_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> DropCall:
+        bound = _bind(func, args, kwargs)
+        p = bound.get("dropout_p", 0.0)
+        if func is _SDPA:
+            display = "F.scaled_dot_product_attention"
+            training = None
+        else:
+            display = "F.multi_head_attention_forward"
+            training = bool(bound.get("training", True))
+        q = bound.get("query")
+        inside = self.stack[-1].module if self.stack else None
+        return DropCall(
+            func=display,
+            kind="attention-dropout",
+            owner=self._owner(),
+            event=-1,
+            p=float(p) if isinstance(p, (int, float)) else None,
+            training=training,
+            inplace=False,
+            in_shape=shape_of(q) if isinstance(q, torch.Tensor) else (),
+            location=None if isinstance(inside, nn.MultiheadAttention) else user_frame(),
+        )
+
+    # -- running --
+    def run(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, training: bool) -> Trace:
+        handles = []
+        self._fp_pending: list[list[torch.Tensor]] = []
+        self.fp_over = False
+        for m in model.modules():
+            handles.append(m.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
+            handles.append(m.register_forward_hook(self.post_hook, with_kwargs=True))
+        inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
+        for t in inputs:
+            self.producer[id(t)] = -1
+            self.keep.append(t)
+        try:
+            with _Mode(self):
+                out = model(*args, **kwargs)
+        except BaseException as exc:
+            stack = [(f.path, f.module, f.in_shapes) for f in self.stack]
+            raise TraceFailure(exc, stack) from exc
+        finally:
+            for h in handles:
+                h.remove()
+        self.busy = True
+        outputs = [self.producer.get(id(t), -1) for t in iter_tensors(out)]
+        trace = Trace(
+            training=training,
+            events=self.events,
+            drop_calls=self.drop_calls,
+            calls=self.calls,
+            outputs=outputs,
+            input_count=len(inputs),
+            fingerprints=self.fingerprints,
+        )
+        if self.fingerprint and self.fp_over:
+            # too many activations to keep per module: compare the model output only
+            trace.fingerprints = {("<output>", 1): ([], [t.detach().clone() for t in iter_tensors(out)])}
+        trace.build_consumers()
+        self.keep.clear()
+        self.producer.clear()
+        return trace
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _is_atomic(m: nn.Module) -> bool:
+    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)):
+        return True
+    if dropout_like_kind(m) is not None:
+        return True
+    return next(iter(m.children()), None) is None
+
+
+_SIGNATURES: dict[Any, inspect.Signature] = {}
+
+
+#: positional parameter names of builtins that inspect.signature cannot read
+_BUILTIN_PARAMS: dict[Any, tuple[str, ...]] = {
+    _SDPA: ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
+}
+
+
+def _bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = _BUILTIN_PARAMS.get(func)
+    if names is not None:
+        bound = dict(zip(names, args, strict=False))
+        bound.update(kwargs)
+        return bound
+    sig = _SIGNATURES.get(func)
+    if sig is None:
+        try:
+            sig = _SIGNATURES[func] = inspect.signature(func)
+        except (TypeError, ValueError):
+            return dict(kwargs)
+    try:
+        ba = sig.bind(*args, **kwargs)
+    except TypeError:
+        return dict(kwargs)
+    ba.apply_defaults()
+    return dict(ba.arguments)
+
+
+def module_paths(root: nn.Module) -> dict[int, str]:
+    return {id(m): name for name, m in root.named_modules()}

@@ -1,0 +1,129 @@
+"""``dropout-advisor audit``: find misplaced and broken dropout in an existing PyTorch model."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from advisor.cli.common import emit_text, guarded
+from advisor.errors import EXIT_FINDINGS, EXIT_OK
+
+
+class AuditFormat(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+class InputDtype(str, Enum):
+    float = "float"
+    long = "long"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    meta = "meta"
+    cpu = "cpu"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit_cmd)
+
+
+@guarded
+def audit_cmd(
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="The model: path/to/file.py:NAME or package.module:NAME (a class or factory)."
+    ),
+    input_shape: list[str] = typer.Option(
+        None, "--input-shape", "-s", help="Example input shape, batch first: 8,3,32,32. Repeat for several inputs."
+    ),
+    input_dtype: list[InputDtype] = typer.Option(
+        None, "--input-dtype", help="float, or long for token ids. One for all inputs, or one per --input-shape."
+    ),
+    kwargs: str | None = typer.Option(None, "--kwargs", help="Constructor arguments as JSON: '{\"depth\": 50}'."),
+    fmt: AuditFormat = typer.Option(AuditFormat.text, "--format", "-f", help="text, json or sarif (SARIF 2.1.0)."),
+    fail_on: FailOn | None = typer.Option(
+        None, "--fail-on", help="Exit 1 when a finding is at or above this severity [default: warning]."
+    ),
+    exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when findings reach --fail-on."),
+    allow: list[str] = typer.Option(
+        None, "--allow", metavar="MODULE_GLOB:RULE", help="Allow a rule for matching modules, e.g. 'prenet.*:*'."
+    ),
+    device: Device = typer.Option(
+        Device.auto, "--device", help="meta (no weight memory), cpu, or auto (meta for large models, CPU fallback)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="pyproject.toml to read [tool.dropout-advisor] from [default: nearest one]."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+) -> None:
+    """Audit a model's dropout: run it in train and eval mode and check every dropout site.
+
+    Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on; 2 usage errors and
+    models that cannot be imported, built or run.
+    """
+    from advisor.audit import config as cfg
+    from advisor.audit import load
+
+    shapes = [load.parse_shape(s) for s in (input_shape or [])]
+    dtypes = [d.value for d in (input_dtype or [InputDtype.float])]
+    ctor_kwargs = load.parse_kwargs(kwargs)
+    cli_allow = [cfg.parse_allow(a) for a in (allow or [])]
+    where, _, _ = target.rpartition(":")
+    start = Path(where) if where.endswith(".py") else Path.cwd()
+    if config is not None and not config.is_file():
+        from advisor.errors import UsageError
+
+        raise UsageError(f"--config {config}: no such file", hint="give the path of a pyproject.toml")
+    conf = cfg.load_config(
+        config if config is not None else cfg.find_pyproject(start if start.exists() else Path.cwd())
+    )
+    threshold = fail_on.value if fail_on is not None else (conf.fail_on or "warning")
+
+    report = load.audit_target(
+        target,
+        shapes=shapes,
+        dtypes=dtypes,
+        kwargs=ctor_kwargs,
+        device=device.value,
+        allow=[*cli_allow, *conf.allow],
+        progress=_progress,
+    )
+    from advisor.audit.report import render_json, render_sarif, render_text
+
+    if fmt is AuditFormat.json:
+        text = render_json(report)
+    elif fmt is AuditFormat.sarif:
+        text = render_sarif(report)
+    else:
+        text = render_text(report)
+    if fmt is not AuditFormat.text:
+        for note in report.notes:
+            sys.stderr.write(f"note: {note}\n")
+    if output is None or str(output) == "-":
+        emit_text(text)
+    else:
+        from advisor.fileio import write_text_atomic
+
+        result = write_text_atomic(output, text, force=force)
+        s = report.summary
+        sys.stderr.write(f"{output}: {result.value} ({s.error} error(s), {s.warning} warning(s), {s.info} info)\n")
+    if report.fails(threshold) and not exit_zero:
+        raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(EXIT_OK)
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"{message}...\n")

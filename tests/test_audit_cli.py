@@ -1,0 +1,335 @@
+"""`dropout-advisor audit` through CliRunner: every exit code, every bad input, stdout and stderr apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.audit import load
+from advisor.cli import app
+
+MODELS = Path(__file__).parent / "audit_models"
+
+
+def target(file: str, name: str) -> str:
+    return f"{MODELS / file}:{name}"
+
+
+def audit(runner, *args: str):
+    return runner.invoke(app, ["audit", *args])
+
+
+def assert_usage_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    assert "\nhint: " in result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+# ---- exit codes ---------------------------------------------------------------------------------
+
+
+def test_clean_model_exits_0(runner):
+    result = audit(runner, target("clean.py", "Net"), "--input-shape", "2,3,16,16")
+    assert result.exit_code == 0, result.stderr
+    assert "S1  dropout  nn.Dropout" in result.stdout
+    assert "No findings." in result.stdout
+    assert result.stderr == ""
+
+
+def test_findings_at_warning_exit_1_and_are_listed_after_the_sites(runner):
+    result = audit(runner, target("buggy.py", "Net"), "-s", "4,16")
+    assert result.exit_code == 1
+    out = result.stdout
+    assert out.index("Dropout sites") < out.index("Findings (4):")
+    for slug in ("functional-dropout-ignores-eval", "dropout-before-batchnorm", "dropout-after-output"):
+        assert slug in out
+    assert "dropout-never-called  unused" in out
+    assert result.stderr == ""
+
+
+def test_exit_zero_reports_but_exits_0(runner):
+    result = audit(runner, target("buggy.py", "Net"), "-s", "4,16", "--exit-zero")
+    assert result.exit_code == 0
+    assert "1 error(s), 3 warning(s)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "fail_on", "code"),
+    [
+        ("OnlyWarning", None, 1),
+        ("OnlyWarning", "error", 0),
+        ("OnlyInfo", None, 0),
+        ("OnlyInfo", "info", 1),
+        ("Net", "error", 1),
+    ],
+)
+def test_fail_on_threshold(runner, name, fail_on, code):
+    shape = {"OnlyWarning": "2,5,8", "OnlyInfo": "2,3,8,8", "Net": "4,16"}[name]
+    args = [target("buggy.py", name), "-s", shape] + (["--fail-on", fail_on] if fail_on else [])
+    assert audit(runner, *args).exit_code == code
+
+
+def test_intentional_dropout_is_flagged_until_allowed_on_the_command_line(runner):
+    t = target("tacotron.py", "Decoder")
+    flagged = audit(runner, t, "-s", "4,16")
+    assert flagged.exit_code == 1 and "functional-dropout-ignores-eval  prenet" in flagged.stdout
+    allowed = audit(runner, t, "-s", "4,16", "--allow", "prenet.*:functional-dropout-ignores-eval")
+    assert allowed.exit_code == 0, allowed.stdout
+    assert "Allowed (1):" in allowed.stdout and "No findings." in allowed.stdout
+
+
+def test_intentional_dropout_allowed_from_the_users_pyproject(runner, tmp_path):
+    (tmp_path / "tts.py").write_text((MODELS / "tacotron.py").read_text())
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.dropout-advisor]\nallow = ["prenet.*:functional-dropout-ignores-eval"]\n'
+    )
+    result = audit(runner, f"{tmp_path / 'tts.py'}:Decoder", "-s", "4,16")
+    assert result.exit_code == 0, result.stdout
+    assert "(allowed by prenet.*:functional-dropout-ignores-eval)" in result.stdout
+
+
+def test_fail_on_from_pyproject_and_explicit_config(runner, tmp_path):
+    conf = tmp_path / "audit.toml"
+    conf.write_text('[tool.dropout-advisor]\nfail-on = "error"\n')
+    result = audit(runner, target("buggy.py", "OnlyWarning"), "-s", "2,5,8", "--config", str(conf))
+    assert result.exit_code == 0
+
+
+# ---- formats ------------------------------------------------------------------------------------
+
+
+def test_json_has_schema_version_sites_and_findings(runner):
+    result = audit(runner, target("buggy.py", "Net"), "-s", "4,16", "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1
+    assert [s["module"] for s in data["sites"]] == ["drop", "", "unused"]
+    assert {f["slug"] for f in data["findings"]} == {
+        "functional-dropout-ignores-eval",
+        "dropout-before-batchnorm",
+        "dropout-after-output",
+        "dropout-never-called",
+    }
+    first = data["findings"][0]
+    for key in ("rule_id", "slug", "severity", "module", "message", "fix", "citations", "location"):
+        assert key in first
+    assert data["summary"] == {"error": 1, "warning": 3, "info": 0, "allowed": 0}
+
+
+def test_sarif_is_structurally_valid_and_points_at_the_class_definition(runner):
+    result = audit(runner, target("buggy.py", "Net"), "-s", "4,16", "--format", "sarif")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["version"] == "2.1.0" and "sarif-2.1.0" in doc["$schema"]
+    run = doc["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    assert run["tool"]["driver"]["name"] == "dropout-advisor"
+    ids = [r["id"] for r in rules]
+    assert len(ids) == len(set(ids)) == 4
+    class_line = next(
+        i for i, line in enumerate((MODELS / "buggy.py").read_text().splitlines(), 1) if line.startswith("class Net")
+    )
+    assert len(run["results"]) == 4
+    for res in run["results"]:
+        assert res["ruleId"] == ids[res["ruleIndex"]]
+        assert res["level"] in ("error", "warning", "note")
+        assert res["message"]["text"]
+        phys = res["locations"][0]["physicalLocation"]
+        assert phys["artifactLocation"]["uri"].endswith("buggy.py")
+        assert phys["region"]["startLine"] == class_line
+
+
+def test_sarif_relative_uris_resolve_against_srcroot(runner, monkeypatch):
+    monkeypatch.chdir(MODELS.parent.parent)
+    doc = json.loads(audit(runner, "tests/audit_models/buggy.py:Net", "-s", "4,16", "-f", "sarif").stdout)
+    run = doc["runs"][0]
+    loc = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert loc == {"uri": "tests/audit_models/buggy.py", "uriBaseId": "%SRCROOT%"}
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/")
+
+
+def test_output_file_is_written_and_never_overwritten_without_force(runner, tmp_path):
+    out = tmp_path / "audit.sarif"
+    args = [target("clean.py", "Net"), "-s", "2,3,16,16", "-f", "sarif", "-o", str(out)]
+    first = audit(runner, *args)
+    assert first.exit_code == 0 and first.stdout == ""
+    assert json.loads(out.read_text())["version"] == "2.1.0"
+    assert f"{out}: created" in first.stderr
+    out.write_text("{}")
+    again = audit(runner, *args)
+    assert_usage_error(again, "already exists", "--force")
+    assert audit(runner, *args, "--force").exit_code == 0
+
+
+# ---- devices ------------------------------------------------------------------------------------
+
+
+def test_meta_device_skips_the_output_comparison_and_says_so(runner):
+    result = audit(
+        runner, target("lm.py", "TinyLM"), "-s", "2,12", "--input-dtype", "long", "--device", "meta", "-f", "json"
+    )
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["device"] == "meta"
+    assert data["checks"]["eval determinism (two eval forwards compared)"].startswith(
+        "skipped: the model is on the meta"
+    )
+
+
+def test_auto_falls_back_to_cpu_when_meta_cannot_run_and_says_so(runner, monkeypatch):
+    monkeypatch.setattr(load, "AUTO_CPU_BYTES", 0)  # treat the toy as a large model: meta first
+    result = audit(runner, target("meta_hostile.py", "Gated"), "-s", "2,8", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["device"] == "cpu"
+    assert any("could not run on the meta device" in n for n in data["notes"])
+    assert "note: the model could not run on the meta device" in result.stderr
+
+
+def test_meta_only_fails_with_a_hint_when_the_model_needs_values(runner):
+    result = audit(runner, target("meta_hostile.py", "Gated"), "-s", "2,8", "--device", "meta")
+    assert_usage_error(result, "Tensor.item() cannot be called on meta tensors", "meta_hostile.py:15", "--device cpu")
+
+
+# ---- targets and constructors -------------------------------------------------------------------
+
+
+def test_factory_with_kwargs(runner):
+    result = audit(runner, target("clean.py", "build_model"), "-s", "2,16", "--kwargs", '{"width": 8}')
+    assert result.exit_code == 0, result.stderr
+
+
+def test_prebuilt_instance_is_audited_where_it_lives(runner):
+    result = audit(runner, target("clean.py", "prebuilt"), "-s", "2,4")
+    assert result.exit_code == 0 and "device: cpu" in result.stdout
+
+
+def test_module_target_from_the_current_folder(runner, tmp_path, monkeypatch):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text((MODELS / "clean.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = audit(runner, "mypkg.models:build_model", "-s", "2,16", "--kwargs", '{"width": 4}')
+    assert result.exit_code == 0, result.stderr
+
+
+# ---- load and usage errors: one error line, one hint, no traceback, exit 2 -----------------------
+
+
+def test_target_without_a_name(runner):
+    assert_usage_error(
+        audit(runner, str(MODELS / "clean.py"), "-s", "2,16"), "is not FILE.py:NAME or package.module:NAME"
+    )
+
+
+def test_missing_file(runner, tmp_path):
+    assert_usage_error(audit(runner, f"{tmp_path / 'nope.py'}:Net", "-s", "2,16"), "no such file")
+
+
+def test_missing_module(runner):
+    assert_usage_error(audit(runner, "no_such_pkg_xyz.models:Net", "-s", "2,16"), "no module named 'no_such_pkg_xyz'")
+
+
+def test_import_error_shows_the_users_error_and_line(runner):
+    result = audit(runner, target("broken_import.py", "Net"), "-s", "2,16")
+    assert_usage_error(result, "KeyError: 'depth'", "broken_import.py:6", 'WIDTH = CONFIG["depth"]')
+    assert "advisor/" not in result.stderr
+
+
+def test_syntax_error_shows_file_and_line(runner, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch.nn as nn\n\nclass Net(nn.Module)\n    pass\n")
+    assert_usage_error(audit(runner, f"{bad}:Net", "-s", "2,16"), "SyntaxError", "bad.py:3")
+
+
+def test_unknown_name_suggests_a_close_one(runner):
+    assert_usage_error(audit(runner, target("clean.py", "Nte"), "-s", "2,16"), "has no 'Nte'", "did you mean 'Net'?")
+
+
+def test_constructor_that_needs_arguments_names_them(runner):
+    result = audit(runner, target("clean.py", "build_model"), "-s", "2,16")
+    assert_usage_error(result, "build_model() needs argument width", "--kwargs '{\"width\": ...}'")
+
+
+def test_unknown_constructor_argument(runner):
+    result = audit(runner, target("clean.py", "build_model"), "-s", "2,16", "--kwargs", '{"widht": 4}')
+    assert_usage_error(result, "takes no argument 'widht'; did you mean 'width'?", "accepts: width, num_classes")
+
+
+def test_constructor_error_shows_the_users_line(runner, tmp_path):
+    f = tmp_path / "ctor.py"
+    f.write_text(
+        "import torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4 // 0)\n"
+    )
+    assert_usage_error(audit(runner, f"{f}:Net", "-s", "2,4"), "ZeroDivisionError", "ctor.py:7")
+
+
+@pytest.mark.parametrize("text", ["{width: 4}", "[1, 2]"])
+def test_bad_kwargs_json(runner, text):
+    assert_usage_error(audit(runner, target("clean.py", "build_model"), "-s", "2,16", "--kwargs", text), "--kwargs")
+
+
+@pytest.mark.parametrize("shape", ["8,a", "8,-3", ""])
+def test_bad_input_shape(runner, shape):
+    assert_usage_error(audit(runner, target("clean.py", "Net"), "-s", shape), "--input-shape", "positive integers")
+
+
+def test_missing_input_shape(runner):
+    assert_usage_error(audit(runner, target("clean.py", "Net")), "needs an example input shape", "--input-shape")
+
+
+def test_wrong_input_shape_names_the_shape_and_the_layer(runner):
+    result = audit(runner, target("buggy.py", "Net"), "-s", "4,15")
+    assert_usage_error(
+        result, "float32[4, 15]", "layer 'fc1' (Linear, input (4, 15))", "mat1 and mat2", "last dimension of 16"
+    )
+
+
+def test_float_ids_for_an_embedding_suggest_input_dtype_long(runner):
+    result = audit(runner, target("lm.py", "TinyLM"), "-s", "2,12")
+    assert_usage_error(result, "layer 'embed' (Embedding", "--input-dtype long")
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle"),
+    [
+        ("prenet", "is not MODULE_GLOB:RULE"),
+        ("prenet:functional-dropout", "did you mean 'functional-dropout-ignores-eval'"),
+    ],
+)
+def test_bad_allow_entry(runner, entry, needle):
+    assert_usage_error(audit(runner, target("clean.py", "Net"), "-s", "2,3,16,16", "--allow", entry), needle)
+
+
+def test_bad_allow_entry_in_pyproject_names_the_file(runner, tmp_path):
+    (tmp_path / "m.py").write_text((MODELS / "clean.py").read_text())
+    (tmp_path / "pyproject.toml").write_text('[tool.dropout-advisor]\nallow = ["prenet:no-such-rule"]\n')
+    assert_usage_error(audit(runner, f"{tmp_path / 'm.py'}:Net", "-s", "2,3,16,16"), "pyproject.toml", "no-such-rule")
+
+
+def test_unknown_format_is_a_usage_error(runner):
+    result = audit(runner, target("clean.py", "Net"), "-s", "2,3,16,16", "--format", "xml")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+
+
+def test_kwargs_for_a_prebuilt_instance_is_a_usage_error(runner):
+    assert_usage_error(
+        audit(runner, target("clean.py", "prebuilt"), "-s", "2,4", "--kwargs", '{"a": 1}'), "already built"
+    )
+
+
+def test_loading_the_cli_does_not_import_torch():
+    code = "import sys, advisor.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
