@@ -1,6 +1,6 @@
 """Benchmark: audit a ~65B-parameter decoder-only Transformer built on the meta device.
 
-    python bench/bench_audit.py [--layers 80] [--width 8192] [--vocab 32000] [--seq 128]
+    python bench/bench_audit.py [--layers 80] [--width 8192] [--vocab 32000] [--seq 128] [--repeat 3]
 
 The model is LLaMA-65B-shaped (80 layers, width 8192, SwiGLU FFN 22016, vocabulary 32000) with GPT-style
 dropout: embedding dropout, attention dropout through F.scaled_dot_product_attention (off in eval),
@@ -94,32 +94,43 @@ def main() -> int:
     ap.add_argument("--hidden", type=int, default=22016)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="runs: the first (cold) and the best warm one are shown")
     args = ap.parse_args()
 
     import advisor.audit.api  # noqa: F401 - import cost is not part of the audit time
     from advisor.audit.api import audit
 
     rss_before = peak_rss_mib()
-    t0 = time.perf_counter()
-    with torch.device("meta"):
-        model = Decoder(args.layers, args.width, args.vocab, args.heads, args.hidden)
-    construct = time.perf_counter() - t0
+    constructs, audits = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        with torch.device("meta"):
+            model = Decoder(args.layers, args.width, args.vocab, args.heads, args.hidden)
+        constructs.append(time.perf_counter() - t0)
+        ids = torch.zeros(args.batch, args.seq, dtype=torch.long, device="meta")
+        t0 = time.perf_counter()
+        report = audit(model, ids)
+        audits.append(time.perf_counter() - t0)
     params = sum(p.numel() for p in model.parameters())
-
-    ids = torch.zeros(args.batch, args.seq, dtype=torch.long, device="meta")
-    t0 = time.perf_counter()
-    report = audit(model, ids)
-    audit_s = time.perf_counter() - t0
     peak = peak_rss_mib()
 
     print(f"model: decoder-only Transformer, {args.layers} layers, width {args.width}, vocab {args.vocab}")
     print(f"parameters: {params / 1e9:.2f} B (meta device: no weight memory)")
-    print(f"construction (baseline): {construct:.3f} s")
-    print(f"audit:                   {audit_s:.3f} s   ratio audit/construction = {audit_s / construct:.2f}x")
-    print(f"peak RSS: {peak:.0f} MiB (after imports, before construction: {rss_before:.0f} MiB)")
     print(f"sites: {len(report.sites)}   findings: {len(report.findings)}   device: {report.device}")
-    ok = audit_s < 3.0 and peak < 1024
-    print("target (audit < 3 s, peak RSS < 1 GiB):", "met" if ok else "NOT met")
+    # The first run pays one-time costs (lazy kernels, caches) in both phases, as a CLI invocation does.
+    print(
+        f"first run:  construction {constructs[0]:.3f} s   audit {audits[0]:.3f} s   "
+        f"ratio audit/construction = {audits[0] / constructs[0]:.2f}x"
+    )
+    if args.repeat > 1:
+        c, a = min(constructs[1:]), min(audits[1:])
+        print(
+            f"warm (best of {args.repeat - 1}): construction {c:.3f} s   audit {a:.3f} s   "
+            f"ratio audit/construction = {a / c:.2f}x"
+        )
+    print(f"peak RSS: {peak:.0f} MiB (after imports, before construction: {rss_before:.0f} MiB)")
+    ok = max(audits) < 3.0 and peak < 1024
+    print("target (every audit < 3 s, peak RSS < 1 GiB):", "met" if ok else "NOT met")
     return 0 if ok else 1
 
 

@@ -179,9 +179,7 @@ def test_meta_device_skips_the_output_comparison_and_says_so(runner):
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["device"] == "meta"
-    assert data["checks"]["eval determinism (two eval forwards compared)"].startswith(
-        "skipped: the model is on the meta"
-    )
+    assert data["checks"]["eval_determinism"].startswith("skipped: the model is on the meta")
 
 
 def test_auto_falls_back_to_cpu_when_meta_cannot_run_and_says_so(runner, monkeypatch):
@@ -333,3 +331,15 @@ def test_loading_the_cli_does_not_import_torch():
     code = "import sys, advisor.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_prints_in_the_users_code_go_to_stderr_not_into_the_json(runner, tmp_path):
+    f = tmp_path / "chatty.py"
+    f.write_text(
+        "import torch.nn as nn\n\nprint('importing')\n\n\nclass Net(nn.Sequential):\n"
+        "    def __init__(self):\n        print('building')\n        super().__init__(nn.Linear(4, 2))\n"
+    )
+    result = audit(runner, f"{f}:Net", "-s", "2,4", "-f", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["model_class"] == "Net"
+    assert "importing" in result.stderr and "building" in result.stderr

@@ -20,7 +20,7 @@ from advisor.audit.config import AllowRule, coerce_allow, match
 from advisor.audit.report import SEVERITY_RANK, Finding, InputSpec, Location, Report, Summary
 from advisor.errors import ModelLoadError, UsageError
 
-DETERMINISM = "eval determinism (two eval forwards compared)"
+DETERMINISM = "eval_determinism"
 SKIPPED_META = (
     "skipped: the model is on the meta device, which has no values to compare; random calls made in the "
     "eval forward were still checked (use --device cpu for the full check)"
@@ -88,14 +88,15 @@ def audit(
     if numeric:
         passes.append(("eval", False, seed + 2))
     try:
-        with _quiet(), torch.no_grad(), _forked_rng(device), _device_ctx(device):
+        with _quiet(), torch.no_grad(), _forked_rng(device), _device_ctx(device), tr.Hooks(model) as hooks:
             for name, training, pass_seed in passes:
                 _seed_all(pass_seed)
                 model.train(training)
                 _restore_buffers(buffers)
                 tracer = tr.Tracer(model, paths, fingerprint=numeric and not training, fast_meta=device.type == "meta")
+                hooks.tracer = tracer
                 try:
-                    traces.append(tracer.run(model, args, kwargs, training=training))
+                    traces.append(tracer.record(model, args, kwargs, training=training))
                 except tr.TraceFailure as failure:
                     raise _run_error(failure, name, args, kwargs, model) from None
     finally:
@@ -123,8 +124,8 @@ def audit(
     for f in active:
         setattr(summary, f.severity, getattr(summary, f.severity) + 1)
     checks = {
-        "train-mode forward": "ran",
-        "eval-mode forward": "ran",
+        "train_forward": "ran",
+        "eval_forward": "ran",
         DETERMINISM: "ran" if numeric else (SKIPPED_META if device.type == "meta" else "skipped: turned off"),
     }
     return Report(
@@ -281,9 +282,14 @@ def user_traceback_frame(exc: BaseException) -> traceback.FrameSummary | None:
 def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str, Any], model: Any) -> ModelRunError:
     import torch.nn as nn
 
+    from advisor.audit import trace as tr
+
     exc = failure.original
     if isinstance(exc, KeyboardInterrupt):
         raise exc
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and frames[-1].filename.startswith(tr._OUR_DIR) and not getattr(exc, "_advisor_from_model", False):
+        raise exc  # a bug in the auditor, not in the user's model: keep the traceback
     shapes = describe_inputs(args, kwargs)
     reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
     stack = failure.stack
@@ -300,7 +306,7 @@ def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str,
         hint = _shape_hint(path, module, exc, args) or hint
     else:
         where = f"{type(model).__name__}"
-    message = f"the model rejected the input {shapes} in its {mode}-mode forward: {where} raised {reason}"
+    message = f"the {mode}-mode forward on input {shapes} failed: {where} raised {reason}"
     fs = user_traceback_frame(exc)
     if fs is not None:
         message += f"\n  at {fs.filename}:{fs.lineno}" + (f": {fs.line.strip()}" if fs.line else "")

@@ -364,8 +364,6 @@ def audit_target(
     progress: Callable[[str], None] | None = None,
 ) -> Any:
     """Resolve, build and audit a target; returns the Report. ``device``: auto, meta or cpu."""
-    from advisor.audit.api import ModelRunError, audit
-
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'", hint="choose auto, meta or cpu")
     if not shapes:
@@ -380,6 +378,22 @@ def audit_target(
         )
     kwargs = kwargs or {}
     say = progress or (lambda _msg: None)
+    # print() in the user's module, constructor or forward is chatter: keep stdout for the report
+    with contextlib.redirect_stdout(sys.stderr):
+        return _audit_target(spec, shapes, dtypes, kwargs, device, allow, say)
+
+
+def _audit_target(
+    spec: str,
+    shapes: Sequence[tuple[int, ...]],
+    dtypes: Sequence[str],
+    kwargs: dict[str, Any],
+    device: str,
+    allow: Sequence[Any],
+    say: Callable[[str], None],
+) -> Any:
+    from advisor.audit.api import ModelRunError, audit
+
     target = resolve(spec)
     notes: list[str] = []
 

@@ -92,7 +92,8 @@ class Report(_Model):
     device: str
     inputs: list[InputSpec] = Field(default_factory=list)
     checks: dict[str, str] = Field(
-        default_factory=dict, description="Each check and whether it ran ('ran' or 'skipped: why')."
+        default_factory=dict,
+        description="train_forward, eval_forward, eval_determinism: 'ran' or 'skipped: why'.",
     )
     notes: list[str] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
@@ -141,6 +142,13 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+_CHECK_LABELS = {
+    "train_forward": "train-mode forward",
+    "eval_forward": "eval-mode forward",
+    "eval_determinism": "eval determinism (two eval forwards compared)",
+}
 
 
 def render_text(report: Report) -> str:
@@ -194,7 +202,7 @@ def render_text(report: Report) -> str:
         out.append("")
         out.append("Notes:")
         for k, v in skipped.items():
-            out.append(f"  - {k}: {v}")
+            out.append(f"  - {_CHECK_LABELS.get(k, k)}: {v}")
         for n in report.notes:
             out.append(f"  - {n}")
     s = report.summary

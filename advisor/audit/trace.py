@@ -448,6 +448,7 @@ class ModuleCall:
     in_shapes: list[tuple[int, ...]]
     atomic: bool
     event: int | None = None
+    fp_inputs: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -497,6 +498,22 @@ class _Mode(TorchFunctionMode):
         return tr.on_call(func, args, kwargs)
 
 
+@dataclass
+class _Pending:
+    """One torch call between its bookkeeping before and after."""
+
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    raw_name: str
+    inplace: bool
+    dcall: DropCall | None
+    atomic: ModuleCall | None
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    producers: list[int] = field(default_factory=list)
+    out: Any = None
+
+
 class Tracer:
     """Hooks every module of ``root`` and records one forward pass. Use :meth:`run`."""
 
@@ -524,6 +541,9 @@ class Tracer:
         self.keep: list[Any] = []  # keeps tensors alive so that their id() is not reused in this pass
         self.fingerprints: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         self.fp_used = 0
+        self.fp_over = False
+        self.failure: BaseException | None = None  # the exception a forward raised, and the stack then
+        self.failure_stack: list[tuple[str, nn.Module, list[tuple[int, ...]]]] = []
 
     # -- helpers --
     def _producers(self, tensors: list[torch.Tensor]) -> list[int]:
@@ -579,8 +599,7 @@ class Tracer:
             if atomic:
                 self.atomic_depth += 1
             if self.fingerprint:
-                frame_inputs = self._snap(inputs)
-                self._fp_pending.append(frame_inputs)
+                frame.fp_inputs = self._snap(inputs)
             self.stack.append(frame)
         finally:
             self.busy = False
@@ -588,17 +607,24 @@ class Tracer:
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         self.busy = True
         try:
-            if not self.stack or self.stack[-1].module is not module:
+            depth = next((i for i in range(len(self.stack) - 1, -1, -1) if self.stack[i].module is module), None)
+            if depth is None:
                 return
-            frame = self.stack.pop()
-            if frame.atomic:
-                self.atomic_depth -= 1
+            failed = output is None and sys.exc_info()[1]  # always_call: this forward raised
+            if failed and failed is not self.failure:
+                self.failure = failed
+                self.failure_stack = [(f.path, f.module, f.in_shapes) for f in self.stack]
+            while len(self.stack) > depth:
+                frame = self.stack.pop()
+                if frame.atomic:
+                    self.atomic_depth -= 1
+            if failed:
+                return
             if frame.event is not None:
                 self._mark_outputs(self.events[frame.event], output)
             if self.fingerprint:
-                ins = self._fp_pending.pop()
                 outs = self._snap(list(iter_tensors(output)))
-                self.fingerprints[(frame.path, self.calls[frame.path])] = (ins, outs)
+                self.fingerprints[(frame.path, self.calls[frame.path])] = (frame.fp_inputs or [], outs)
         finally:
             self.busy = False
 
@@ -616,14 +642,29 @@ class Tracer:
 
     # -- torch calls --
     def on_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # Bookkeeping runs with torch functions disabled (our own tensor calls must not be re-dispatched
+        # through the modes below us); the model's call itself runs with them.
         self.busy = True
         try:
-            return self._on_call(func, args, kwargs)
+            with torch._C.DisableTorchFunction():
+                call = self._prepare(func, args, kwargs)
+            if call.out is None:
+                self.busy = False
+                try:
+                    call.out = call.func(*call.args, **call.kwargs)
+                except Exception as exc:
+                    exc._advisor_from_model = True  # type: ignore[attr-defined]  # the model's error, not ours
+                    raise
+                finally:
+                    self.busy = True
+            with torch._C.DisableTorchFunction():
+                return self._finish(call)
         finally:
             self.busy = False
 
-    def _on_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _prepare(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Pending:
         raw_name = getattr(func, "__name__", "") or ""
+        inplace = (raw_name.endswith("_") and not raw_name.startswith("_")) or kwargs.get("inplace") is True
         drop = _DROPOUT_FUNCS.get(func)
         aten = None if drop is not None else _TORCH_DROPOUT_FUNCS.get(func)
         dcall: DropCall | None = None
@@ -644,52 +685,44 @@ class Tracer:
                 in_shape=(),
                 location=None if isinstance(inside, nn.modules.dropout._DropoutNd) else user_frame(),
             )
-
-        atomic = self._enclosing_atomic()
-        inputs: list[torch.Tensor] = []
-        producers: list[int] = []
-        if atomic is None:
-            inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
-            producers = self._producers(inputs)
-        out = None
+        call = _Pending(func, args, kwargs, raw_name, inplace, dcall, self._enclosing_atomic())
+        if call.atomic is None:
+            call.inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
+            call.producers = self._producers(call.inputs)
         if self.fast_meta:
             if dcall is not None and dcall.kind not in ("random", "attention-dropout") and func is not _identity:
                 x = args[0] if args else kwargs.get("input")
                 if isinstance(x, torch.Tensor) and x.is_meta:
-                    func, args, kwargs = _meta_dropout, (x, dcall.inplace), {}
+                    call.func, call.args, call.kwargs = _meta_dropout, (x, dcall.inplace), {}
             else:
                 fast = _META_FAST.get(func)
                 if fast is not None:
-                    out = fast(args, kwargs)
-        if out is None:
-            self.busy = False
-            try:
-                out = func(*args, **kwargs)
-            finally:
-                self.busy = True
+                    call.out = fast(args, kwargs)
+        return call
 
-        if atomic is not None:
+    def _finish(self, call: _Pending) -> Any:
+        out, dcall = call.out, call.dcall
+        if call.atomic is not None:
             if dcall is not None:
-                dcall.event = atomic.event if atomic.event is not None else -1
+                dcall.event = call.atomic.event if call.atomic.event is not None else -1
                 self.drop_calls.append(dcall)
             return out
-        out_tensors = list(iter_tensors(out))
-        if not out_tensors and dcall is None:
+        if dcall is None and not any(True for _ in iter_tensors(out)):
             return out
-        name = dcall.func if dcall is not None and dcall.kind != "random" else normalize_name(raw_name)
+        name = dcall.func if dcall is not None and dcall.kind != "random" else normalize_name(call.raw_name)
         op = "dropout" if dcall is not None and dcall.kind not in ("random", "attention-dropout") else None
         ev = self._new_event(
             kind="function",
-            op=op or func_op(raw_name),
+            op=op or func_op(call.raw_name),
             name=name,
             owner=self._owner(),
             module=None,
-            producers=producers,
-            in_shapes=[shape_of(t) for t in inputs],
+            producers=call.producers,
+            in_shapes=[shape_of(t) for t in call.inputs],
         )
-        if (raw_name.endswith("_") and not raw_name.startswith("_")) or kwargs.get("inplace") is True:
+        if call.inplace:
             ev.extra["inplace"] = True
-        if any(isinstance(t, nn.Parameter) for t in inputs):
+        if any(isinstance(t, nn.Parameter) for t in call.inputs):
             ev.extra["parameter"] = True
         self._mark_outputs(ev, out)
         if dcall is not None:
@@ -769,12 +802,13 @@ class Tracer:
 
     # -- running --
     def run(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, training: bool) -> Trace:
-        handles = []
-        self._fp_pending: list[list[torch.Tensor]] = []
-        self.fp_over = False
-        for m in model.modules():
-            handles.append(m.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
-            handles.append(m.register_forward_hook(self.post_hook, with_kwargs=True))
+        """One forward pass with this tracer's hooks on every module (see :class:`Hooks` for several passes)."""
+        with Hooks(model) as hooks:
+            hooks.tracer = self
+            return self.record(model, args, kwargs, training=training)
+
+    def record(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, training: bool) -> Trace:
+        """One forward pass; the modules' hooks must already route to this tracer."""
         inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
         for t in inputs:
             self.producer[id(t)] = -1
@@ -783,11 +817,8 @@ class Tracer:
             with _Mode(self):
                 out = model(*args, **kwargs)
         except BaseException as exc:
-            stack = [(f.path, f.module, f.in_shapes) for f in self.stack]
+            stack = self.failure_stack if self.failure is exc else [(f.path, f.module, f.in_shapes) for f in self.stack]
             raise TraceFailure(exc, stack) from exc
-        finally:
-            for h in handles:
-                h.remove()
         self.busy = True
         outputs = [self.producer.get(id(t), -1) for t in iter_tensors(out)]
         trace = Trace(
@@ -806,6 +837,37 @@ class Tracer:
         self.keep.clear()
         self.producer.clear()
         return trace
+
+
+class Hooks:
+    """Forward hooks on every module, installed once for several passes; they route to ``self.tracer``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.tracer: Tracer | None = None
+        self.handles: list[Any] = []
+
+    def _pre(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        if self.tracer is not None:
+            with torch._C.DisableTorchFunction():
+                self.tracer.pre_hook(module, args, kwargs)
+
+    def _post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if self.tracer is not None:
+            with torch._C.DisableTorchFunction():
+                self.tracer.post_hook(module, args, kwargs, output)
+
+    def __enter__(self) -> Hooks:
+        for m in self.model.modules():
+            self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self.handles.append(m.register_forward_hook(self._post, with_kwargs=True, always_call=True))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        self.tracer = None
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
