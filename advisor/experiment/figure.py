@@ -1,0 +1,86 @@
+"""The experiment's one figure: validation-loss curves per variant, and final test accuracy with error bars.
+
+Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot, no global backend switch, no
+display needed.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+
+from advisor.experiment.results import ExperimentResult
+
+
+def _mean_curve(curves: list[list[float]]) -> tuple[list[float], list[float]]:
+    length = min(len(c) for c in curves)
+    mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+    std = [statistics.stdev(c[i] for c in curves) if len(curves) > 1 else 0.0 for i in range(length)]
+    return mean, std
+
+
+def render_png(result: ExperimentResult, *, dpi: int = 110) -> bytes:
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    from advisor.experiment.report import title
+
+    fig = Figure(figsize=(11.5, 4.8), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    curves_ax, acc_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    palette = colormaps["tab10"]
+    colors = {v.name: palette(i % 10) for i, v in enumerate(result.variants)}
+
+    for s in result.ranking:
+        runs = [r for r in result.runs if r.variant == s.name]
+        mean, std = _mean_curve([[e.val_loss for e in r.epochs] for r in runs])
+        epochs = list(range(1, len(mean) + 1))
+        color = colors.get(s.name, "black")
+        curves_ax.plot(epochs, mean, color=color, lw=1.8, label=s.name)
+        if len(runs) > 1:
+            curves_ax.fill_between(
+                epochs,
+                [m - d for m, d in zip(mean, std, strict=True)],
+                [m + d for m, d in zip(mean, std, strict=True)],
+                color=color,
+                alpha=0.12,
+                lw=0,
+            )
+        best = min(range(len(mean)), key=lambda i: mean[i])
+        curves_ax.plot([epochs[best]], [mean[best]], "o", color=color, ms=5)
+    curves_ax.set_xlabel("epoch")
+    curves_ax.set_ylabel("validation loss (cross-entropy)")
+    curves_ax.set_title("validation loss, mean over seeds (dot: lowest)", fontsize=10)
+    curves_ax.set_yscale("log")  # late epochs, where the variants part ways, get the room
+    curves_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    curves_ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    curves_ax.yaxis.set_minor_formatter(NullFormatter())
+    curves_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves_ax.grid(True, alpha=0.3, which="both")
+    curves_ax.legend(fontsize=8, frameon=False)
+
+    names = [s.name for s in result.ranking][::-1]  # best at the top
+    means = [s.test_acc_mean * 100 for s in result.ranking][::-1]
+    errs = [(s.test_acc_std or 0.0) * 100 for s in result.ranking][::-1]
+    ys = list(range(len(names)))
+    acc_ax.barh(
+        ys, means, xerr=errs, color=[colors.get(n, "grey") for n in names], alpha=0.85, error_kw={"capsize": 3, "lw": 1}
+    )
+    acc_ax.set_yticks(ys, names, fontsize=9)
+    if means:
+        low = min(m - e for m, e in zip(means, errs, strict=True))
+        high = max(m + e for m, e in zip(means, errs, strict=True))
+        pad = max(0.5, (high - low) * 0.3)
+        acc_ax.set_xlim(max(0.0, low - pad), min(100.0, high + pad) if high + pad < 100 else 100.0)
+        for y, m in zip(ys, means, strict=True):
+            acc_ax.text(acc_ax.get_xlim()[0], y, f" {m:.1f}", va="center", ha="left", fontsize=8, color="white")
+    acc_ax.set_xlabel("test accuracy % (mean ± sd over seeds)")
+    acc_ax.set_title("final test accuracy", fontsize=10)
+    acc_ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(title(result), fontsize=10)
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
