@@ -343,3 +343,11 @@ def test_prints_in_the_users_code_go_to_stderr_not_into_the_json(runner, tmp_pat
     assert result.exit_code == 0
     assert json.loads(result.stdout)["model_class"] == "Net"
     assert "importing" in result.stderr and "building" in result.stderr
+
+
+def test_a_rate_torch_refuses_to_build_is_reported_as_a_finding(runner, tmp_path):
+    f = tmp_path / "rate.py"
+    f.write_text("import torch.nn as nn\n\n\ndef net():\n    return nn.Sequential(nn.Linear(4, 4), nn.Dropout(1.5))\n")
+    result = audit(runner, f"{f}:net", "-s", "2,4")
+    assert result.exit_code == 1, result.stderr
+    assert "rate-out-of-range" in result.stdout and "1.5" in result.stdout

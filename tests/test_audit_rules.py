@@ -604,3 +604,9 @@ def test_a_submodule_error_caught_inside_forward_does_not_confuse_the_trace():
     report = audit(Fallback(), X16)
     assert report.findings == []
     assert [(s.module, s.before, s.after) for s in report.sites] == [("drop", "Linear fc", "Linear out")]
+
+
+def test_in_place_first_layers_do_not_change_the_callers_input():
+    x = X16.clone()
+    audit(nn.Sequential(nn.Dropout(0.5, inplace=True), nn.Linear(16, 2)), x)
+    assert torch.equal(x, X16)

@@ -96,7 +96,9 @@ def audit(
                 tracer = tr.Tracer(model, paths, fingerprint=numeric and not training, fast_meta=device.type == "meta")
                 hooks.tracer = tracer
                 try:
-                    traces.append(tracer.record(model, args, kwargs, training=training))
+                    # fresh copies: an in-place first layer must not change the next pass's input (or the user's)
+                    pass_args, pass_kwargs = _clone(args), _clone(kwargs)
+                    traces.append(tracer.record(model, pass_args, pass_kwargs, training=training))
                 except tr.TraceFailure as failure:
                     raise _run_error(failure, name, args, kwargs, model) from None
     finally:
@@ -186,6 +188,18 @@ def _split_inputs(example_inputs: Any, device: Any) -> tuple[tuple[Any, ...], di
     if isinstance(example_inputs, (tuple, list)):
         return tuple(move(v) for v in example_inputs), {}
     return (move(example_inputs),), {}
+
+
+def _clone(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_clone(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _clone(v) for k, v in x.items()}
+    return x
 
 
 def _snapshot_buffers(model: Any) -> list[tuple[Any, str, Any, Any]]:

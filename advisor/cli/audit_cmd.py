@@ -53,7 +53,9 @@ def audit_cmd(
     kwargs: str | None = typer.Option(None, "--kwargs", help="Constructor arguments as JSON: '{\"depth\": 50}'."),
     fmt: AuditFormat = typer.Option(AuditFormat.text, "--format", "-f", help="text, json or sarif (SARIF 2.1.0)."),
     fail_on: FailOn | None = typer.Option(
-        None, "--fail-on", help="Exit 1 when a finding is at or above this severity [default: warning]."
+        None,
+        "--fail-on",
+        help="Exit 1 when a finding is at or above this severity (default: warning, or fail-on in pyproject.toml).",
     ),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when findings reach --fail-on."),
     allow: list[str] = typer.Option(
@@ -63,7 +65,7 @@ def audit_cmd(
         Device.auto, "--device", help="meta (no weight memory), cpu, or auto (meta for large models, CPU fallback)."
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="pyproject.toml to read [tool.dropout-advisor] from [default: nearest one]."
+        None, "--config", help="The pyproject.toml whose tool.dropout-advisor table to read (default: the nearest one)."
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
