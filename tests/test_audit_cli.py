@@ -134,6 +134,9 @@ def test_sarif_is_structurally_valid_and_points_at_the_class_definition(runner):
     assert run["tool"]["driver"]["name"] == "dropout-advisor"
     ids = [r["id"] for r in rules]
     assert len(ids) == len(set(ids)) == 4
+    for rule in rules:
+        assert rule["name"] and rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
+        assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
     class_line = next(
         i for i, line in enumerate((MODELS / "buggy.py").read_text().splitlines(), 1) if line.startswith("class Net")
     )

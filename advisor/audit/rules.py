@@ -84,6 +84,15 @@ def rule_info(slug: str) -> RuleInfo:
     return _kb_rules()[0][slug]
 
 
+def rules_meta() -> dict[str, dict[str, str]]:
+    """Per slug: the recommendation's one-line summary and default severity (for SARIF rule descriptors)."""
+    out = {}
+    for slug in SLUGS:
+        info = rule_info(slug)
+        out[slug] = {"summary": info.summary or info.title, "severity": info.severity}
+    return out
+
+
 def kb_note() -> str | None:
     return _kb_rules()[1]
 

@@ -107,7 +107,9 @@ def audit_cmd(
     if fmt is AuditFormat.json:
         text = render_json(report)
     elif fmt is AuditFormat.sarif:
-        text = render_sarif(report)
+        from advisor.audit.rules import rules_meta
+
+        text = render_sarif(report, rules_meta=rules_meta())
     else:
         text = render_text(report)
     if fmt is not AuditFormat.text:
