@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -238,3 +240,26 @@ def test_importing_the_cli_loads_neither_torch_nor_the_extras():
     code = "import sys, advisor.cli; print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_on_a_terminal_it_shows_a_progress_bar_and_a_rich_table(tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    args = ["-m", "advisor", "experiment", "--variants", "none", "--epochs", "2", "--seeds", "1",
+            "--train-fraction", "0.2", "--out", str(tmp_path / "o")]  # fmt: skip
+    child = pexpect.spawn(sys.executable, args, dimensions=(40, 160), encoding="utf-8", timeout=90,
+                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", child.before)  # rich still bolds under NO_COLOR
+    assert re.search(r"\d+/2 epochs", screen)  # the progress bar's counter, on stderr
+    assert "┃ variant" in screen  # rich's table header
+
+
+def test_the_names_in_the_help_match_the_registries():
+    from advisor.experiment import DATASET_NAMES, VARIANT_NAMES
+    from advisor.experiment.datasets import DATASETS
+
+    assert tuple(DATASETS) == DATASET_NAMES
+    assert {arch: tuple(table) for arch, table in VARIANTS.items()} == VARIANT_NAMES

@@ -125,3 +125,35 @@ def test_auto_device_falls_back_to_the_cpu_without_a_gpu(monkeypatch):
 
 def test_default_threads_is_one_or_two():
     assert runner.default_threads() in (1, 2)
+
+
+def test_a_plan_that_matches_a_hand_written_variant_is_marked_as_its_twin(monkeypatch):
+    import advisor.recommend
+    from advisor.plan import Plan, PlanSite
+
+    hand = hand_blueprint(select_variants("mlp", ["hidden-only"])[0])
+    ops = list(hand.ops)
+    sites = [
+        PlanSite(
+            id=f"S{i}",
+            position=d.position,
+            after=d.after,
+            before=d.before,
+            after_label="a",
+            before_label="b",
+            kind=d.kind,
+            module="nn.Dropout",
+            p=d.p,
+            p_range=(0.1, 0.5),
+            reason="r",
+            recommendations=["DRP001"],
+            citations=[],
+        )
+        for i, d in enumerate(hand.sites)
+    ]
+    plan = Plan(spec={"arch": "mlp"}, layers=ops, sites=sites, avoid=[], notes=[])
+    monkeypatch.setattr(advisor.recommend, "recommend", lambda spec: plan)
+    setup = runner.prepare(_config(dataset="wine", arch="mlp", variants=["hidden-only", "input-hidden", "advisor"]))
+    same = {i.name: i.same_as for i in setup.infos}
+    assert same == {"hidden-only": ["advisor"], "input-hidden": [], "advisor": ["hidden-only"]}
+    assert [s.recommendations for s in setup.infos[2].sites] == [["DRP001"], ["DRP001"]]

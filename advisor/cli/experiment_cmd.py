@@ -14,9 +14,15 @@ import typer
 
 from advisor.cli.common import Format, emit_json, emit_text, guarded
 from advisor.errors import Interrupted
-from advisor.experiment import DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_SEEDS
-from advisor.experiment.datasets import DATASETS
-from advisor.experiment.variants import VARIANTS
+from advisor.experiment import (
+    DATASET_NAMES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    DEFAULT_SEEDS,
+    VARIANT_NAMES,
+)
 
 
 class Device(str, Enum):
@@ -31,13 +37,13 @@ def register(app: typer.Typer) -> None:
 
 
 _VARIANTS_HELP = "Comma-separated variants to train (default: all of the family). " + " ".join(
-    f"{arch}: {', '.join(table)}." for arch, table in VARIANTS.items()
+    f"{arch}: {', '.join(table)}." for arch, table in VARIANT_NAMES.items()
 )
 
 
 @guarded
 def experiment_cmd(
-    dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", "-d", help="One of: " + ", ".join(DATASETS) + "."),
+    dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", "-d", help="One of: " + ", ".join(DATASET_NAMES) + "."),
     arch: str | None = typer.Option(None, "--arch", help="cnn or mlp (default: cnn for digits, mlp for the rest)."),
     variants: str | None = typer.Option(None, "--variants", help=_VARIANTS_HELP),
     seeds: int = typer.Option(DEFAULT_SEEDS, "--seeds", min=1, max=100, help="Training seeds (0 .. N-1) per variant."),
@@ -147,7 +153,7 @@ def _progress() -> Iterator[Any]:
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("preparing", total=None)
+        task = bar.add_task("starting", total=None)
 
         def update(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label)

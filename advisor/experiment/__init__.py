@@ -23,6 +23,14 @@ DEFAULT_EPOCHS = {"cnn": 15, "mlp": 60}
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 5e-3  # Adam
 
+# The names the CLI's help lists, as plain tuples so that building the help costs no dataclasses; a test
+# keeps them equal to the registries in datasets.py and variants.py.
+DATASET_NAMES = ("digits", "breast-cancer", "wine")
+VARIANT_NAMES = {
+    "cnn": ("none", "fc-only", "conv-relu-drop", "after-pool", "dropout2d", "drop-before-bn", "advisor"),
+    "mlp": ("none", "input-hidden", "hidden-only", "advisor"),
+}
+
 
 def require_extras() -> None:
     """Fail early, with the install command, when the optional ``experiment`` extra is missing."""

@@ -32,13 +32,16 @@ def render_png(result: ExperimentResult, *, dpi: int = 110) -> bytes:
     curves_ax, acc_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     palette = colormaps["tab10"]
     colors = {v.name: palette(i % 10) for i, v in enumerate(result.variants)}
+    # Variants with the same placement (the advisor's plan often is one of the others) draw the same curve;
+    # different dash patterns keep both visible.
+    dashes = {v.name: ("-", "--", "-.", ":")[i % 4] for i, v in enumerate(result.variants)}
 
     for s in result.ranking:
         runs = [r for r in result.runs if r.variant == s.name]
         mean, std = _mean_curve([[e.val_loss for e in r.epochs] for r in runs])
         epochs = list(range(1, len(mean) + 1))
         color = colors.get(s.name, "black")
-        curves_ax.plot(epochs, mean, color=color, lw=1.8, label=s.name)
+        curves_ax.plot(epochs, mean, color=color, lw=1.8, ls=dashes.get(s.name, "-"), label=s.name)
         if len(runs) > 1:
             curves_ax.fill_between(
                 epochs,

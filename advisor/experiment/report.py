@@ -39,9 +39,12 @@ CSV_FIELDS = [
 
 
 def _pm(mean: float, std: float | None, scale: float, digits: int) -> str:
-    if std is None:
-        return f"{mean * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    floor = 10.0**-digits
+    if 0 < mean * scale < floor:
+        value = f"<{floor:.{digits}f}"  # a loss that rounds to 0.000 is not zero
+    else:
+        value = f"{mean * scale:.{digits}f}"
+    return value if std is None else f"{value} ± {std * scale:.{digits}f}"
 
 
 def _vs_best(s: VariantSummary) -> str:
@@ -89,6 +92,12 @@ def footnotes(result: ExperimentResult) -> list[str]:
         "≈ (noise): within twice the combined standard error of the best (seed spread + test-set "
         "sampling); see noise_rule in results.json"
     )
+    shown: set[str] = set()
+    for v in result.variants:
+        if v.same_as and v.name not in shown:
+            group = [v.name, *v.same_as]
+            shown.update(group)
+            notes.append(f"{' and '.join(group)} place dropout identically, so their runs are the same")
     if len(result.config.seeds) == 1:
         notes.append("one seed: no spread over seeds; run --seeds 3 or more before trusting a ranking")
     return notes

@@ -92,6 +92,7 @@ class VariantInfo(_Model):
     sites: list[SiteRecord]
     modules: list[str]  # the built nn.Sequential, one line per module
     params: int
+    same_as: list[str] = Field(default_factory=list)  # other variants with exactly this network and dropout
 
 
 class VariantSummary(_Model):

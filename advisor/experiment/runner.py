@@ -171,6 +171,13 @@ def prepare(config: ExperimentConfig) -> Setup:
                 params=count_params(model),
             )
         )
+
+    def signature(bp: Blueprint) -> tuple[object, ...]:
+        return tuple(o.kind for o in bp.ops), tuple((d.position, d.kind, d.p) for d in bp.sites)
+
+    for info in infos:
+        mine = signature(blueprints[info.name])
+        info.same_as = [o.name for o in infos if o.name != info.name and signature(blueprints[o.name]) == mine]
     return Setup(
         config=config,
         split=split,
