@@ -14,6 +14,7 @@ rates are all equal becomes one ``float`` knob of the generated ``Config``; one 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import shlex
 from collections.abc import Callable
@@ -131,6 +132,7 @@ def generate(
         "notes": _notes(plan),
     }
     ctx.update(layout.context)
+    ctx["batch_norm"] = layout.template == "resnet" or bool(resolved.batch_norm and layout.template in ("mlp", "cnn"))
     ctx["groups"] = layout.groups
     ctx["g"] = {g.name: g for g in layout.groups}
     ctx["template"] = layout.template
@@ -261,8 +263,11 @@ def _num(value: float | int | None) -> str:
 
 
 def _ids(sites: list[PlanSite]) -> str:
+    """'S1, S2' or, for a run of four or more consecutive IDs, 'S1-S9'."""
     ids = [s.id for s in sites]
-    if len(ids) > 3 and all(int(b[1:]) == int(a[1:]) + 1 for a, b in zip(ids, ids[1:], strict=False)):
+    numbers = [int(i[1:]) if i[:1] == "S" and i[1:].isdigit() else None for i in ids]
+    consecutive = all(a is not None and b == a + 1 for a, b in itertools.pairwise(numbers))
+    if len(ids) > 3 and consecutive:
         return f"{ids[0]}-{ids[-1]}"
     return ", ".join(ids)
 
@@ -373,7 +378,7 @@ class Group:
     @property
     def site_comment(self) -> str:
         """The short comment at the module line."""
-        return f"{_ids(self.sites)} ({_recs(self.sites)}): {self.rate_text}"
+        return f"{_ids(self.sites)} ({_recs(self.sites)}): {self.rate_text}, Config.{self.field}"
 
     @property
     def summary(self) -> str:
@@ -760,7 +765,7 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
         Slot(
             "attn",
             "attn_dropout",
-            "on the attention probabilities (inside scaled_dot_product_attention)",
+            "on the attention probabilities",
             ("attention-dropout",),
             _gap(_is("attention-weights"), _is("attention"), _block_of_first),
             n=n,
@@ -804,6 +809,11 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
     groups = _group(plan, slots, "Transformer")
     if "attn" in groups:
         groups["attn"].module = "F.scaled_dot_product_attention(dropout_p=)"
+        if groups["attn"].optional:
+            raise UsageError(
+                "attention dropout must be in every Transformer block or in none",
+                hint="give every block's attention-weights gap a site, or remove them all",
+            )
     for name, prefix in (("attn_resid", "drop_path_attn"), ("ffn_resid", "drop_path_ffn")):
         g = groups.get(name)
         if g is not None and g.kind == "drop-path":
