@@ -158,6 +158,16 @@ def test_force_writes_into_an_existing_folder(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
 
 
+def test_without_out_it_writes_a_fresh_numbered_folder_under_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["experiment", "--dataset", "wine", "--variants", "none", "--epochs", "1", "--seeds", "1"]
+    first = CliRunner().invoke(app, args)
+    second = CliRunner().invoke(app, args)
+    assert first.exit_code == second.exit_code == 0
+    assert (tmp_path / "results" / "wine-mlp" / "results.json").is_file()
+    assert (tmp_path / "results" / "wine-mlp-2" / "results.json").is_file()
+
+
 def test_unknown_variant_gets_a_suggestion_and_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["experiment", "--variants", "none,dropout-2d", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2

@@ -120,7 +120,8 @@ def prepare(config: ExperimentConfig) -> Setup:
     blueprints: dict[str, Blueprint] = {}
     spec_dump: dict[str, object] | None = None
 
-    base = build_model(hand_blueprint(select_variants(split.arch, ["none"])[0]), split.input_shape, split.n_classes)
+    with torch.random.fork_rng(devices=[]):  # building here must not move the caller's random state
+        base = build_model(hand_blueprint(select_variants(split.arch, ["none"])[0]), split.input_shape, split.n_classes)
     base_shapes = {k: tuple(v.shape) for k, v in base.state_dict().items()}
     for v in variants:
         if v.name != ADVISOR:
