@@ -59,6 +59,21 @@ def test_short_run_writes_json_with_every_run_and_the_advisor_sites(short_run):
     assert data["noise_rule"].startswith("within noise")
 
 
+def test_default_run_trains_the_batchnorm_controls_as_their_own_networks(short_run):
+    _, out = short_run
+    data = json.loads((out / "results.json").read_text())
+    assert {"drop-before-bn", "bn-only", "bn-then-drop"} <= set(data["config"]["variants"])
+    variants = {v["name"]: v for v in data["variants"]}
+    for name in ("drop-before-bn", "bn-only", "bn-then-drop"):
+        assert any("BatchNorm2d" in m for m in variants[name]["modules"]), name
+        assert variants[name]["same_as"] == [], name  # BatchNorm keeps bn-only apart from fc-only
+    assert [(s["after"], s["before"]) for s in variants["bn-then-drop"]["sites"]] == [
+        ("activation", "pool"),
+        ("activation", "pool"),
+        ("activation", "output"),
+    ]
+
+
 def test_short_run_writes_a_csv_row_per_epoch(short_run):
     _, out = short_run
     lines = (out / "epochs.csv").read_text().splitlines()

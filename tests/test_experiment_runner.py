@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -65,7 +67,7 @@ def test_zero_rate_dropout_trains_exactly_like_no_dropout(one_thread):
         ),
     )
     data = runner._tensors(setup.split, "cpu")
-    kw = {"seed": 3, "epochs": 2, "batch_size": 64, "lr": 0.003, "device": "cpu"}
+    kw: dict[str, Any] = {"seed": 3, "epochs": 2, "batch_size": 64, "lr": 0.003, "device": "cpu"}
     a = runner.train_run("none", none, setup.split, data, **kw)
     b = runner.train_run("zero", zero, setup.split, data, **kw)
     assert [e.model_dump() for e in a.epochs] == [e.model_dump() for e in b.epochs]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 from torch import nn
 
 from advisor.errors import UsageError
+from advisor.experiment.datasets import Arch
 from advisor.experiment.variants import (
     ADVISOR,
     VARIANTS,
@@ -23,7 +26,7 @@ from advisor.plan import Op, Plan, PlanSite
 DIGITS = ((1, 8, 8), 10)
 
 
-def _built(name: str, arch: str = "cnn", shape=(1, 8, 8), classes=10) -> nn.Sequential:
+def _built(name: str, arch: Arch = "cnn", shape=(1, 8, 8), classes=10) -> nn.Sequential:
     torch.manual_seed(0)
     return build_model(hand_blueprint(VARIANTS[arch][name]), shape, classes)
 
@@ -80,11 +83,115 @@ def test_dropout2d_variant_drops_whole_channels_in_the_conv_stack():
     assert _after(model, nn.Dropout2d) == ["ReLU", "ReLU"]
 
 
-def test_drop_before_bn_is_the_only_variant_with_batchnorm_and_drops_right_before_it():
+def test_drop_before_bn_drops_right_before_each_batchnorm():
     model = _built("drop-before-bn")
     assert _after(model, nn.BatchNorm2d) == ["Dropout", "Dropout"]
-    others = [n for n in VARIANTS["cnn"] if n not in (ADVISOR, "drop-before-bn")]
-    assert not any(isinstance(m, nn.BatchNorm2d) for n in others for m in _built(n))
+
+
+BN_VARIANTS = ("drop-before-bn", "bn-only", "bn-then-drop")
+
+
+def test_only_drop_before_bn_and_its_two_controls_have_batchnorm():
+    with_bn = [n for n in VARIANTS["cnn"] if n != ADVISOR and any(isinstance(m, nn.BatchNorm2d) for m in _built(n))]
+    assert sorted(with_bn) == sorted(BN_VARIANTS)
+
+
+@pytest.mark.parametrize("name", ["bn-only", "bn-then-drop"])
+def test_bn_controls_are_in_the_default_variant_list(name):
+    from advisor.experiment import VARIANT_NAMES
+
+    assert name in [v.name for v in select_variants("cnn", None)]
+    assert name in VARIANT_NAMES["cnn"]
+
+
+@pytest.mark.parametrize("name", ["bn-only", "bn-then-drop"])
+def test_bn_controls_have_a_batchnorm_between_each_conv_and_its_relu(name):
+    kinds = _kinds(_built(name))
+    convs = [i for i, k in enumerate(kinds) if k == "Conv2d"]
+    assert len(convs) == 2
+    assert all(kinds[i + 1 : i + 3] == ["BatchNorm2d", "ReLU"] for i in convs)
+
+
+def test_bn_only_has_no_dropout_in_the_conv_stack_and_half_in_the_head():
+    model = _built("bn-only")
+    kinds = _kinds(model)
+    assert "Dropout" not in kinds[: kinds.index("Flatten")]
+    assert [m.p for m in model if isinstance(m, nn.modules.dropout._DropoutNd)] == [0.5]
+    assert kinds[-3:] == ["ReLU", "Dropout", "Linear"]
+
+
+def test_bn_only_differs_from_fc_only_by_the_batchnorms_alone():
+    strip = [k for k in _kinds(_built("bn-only")) if k != "BatchNorm2d"]
+    assert strip == _kinds(_built("fc-only"))
+
+
+def test_bn_then_drop_is_conv_bn_relu_drop_pool_in_each_block():
+    kinds = _kinds(_built("bn-then-drop"))
+    block = ["Conv2d", "BatchNorm2d", "ReLU", "Dropout", "MaxPool2d"]
+    assert kinds[:10] == block * 2
+    assert kinds[-3:] == ["ReLU", "Dropout", "Linear"]
+
+
+def test_bn_then_drop_never_puts_dropout_right_before_a_batchnorm():
+    model = _built("bn-then-drop")
+    mods = list(model)
+    assert not any(isinstance(a, nn.Dropout) and isinstance(b, nn.BatchNorm2d) for a, b in pairwise(mods))
+
+
+def test_every_conv_dropout_of_bn_then_drop_follows_the_relu_after_a_batchnorm():
+    mods = list(_built("bn-then-drop"))
+    conv_drops = [i for i, m in enumerate(mods) if isinstance(m, nn.Dropout) and isinstance(mods[i + 1], nn.MaxPool2d)]
+    assert len(conv_drops) == 2
+    assert all(isinstance(mods[i - 1], nn.ReLU) and isinstance(mods[i - 2], nn.BatchNorm2d) for i in conv_drops)
+
+
+def test_bn_then_drop_uses_the_same_rates_as_drop_before_bn():
+    def rates(name: str) -> list[float]:
+        return [m.p for m in _built(name) if isinstance(m, nn.Dropout)]
+
+    assert rates("bn-then-drop") == rates("drop-before-bn") == [0.1, 0.2, 0.5]
+
+
+def _executed(model: nn.Sequential, x: torch.Tensor) -> list[str]:
+    """The class names of the leaf modules in the order a forward pass runs them."""
+    order: list[str] = []
+    handles = [
+        m.register_forward_hook(lambda mod, args, out: order.append(type(mod).__name__))
+        for m in model.modules()
+        if not list(m.children())
+    ]
+    try:
+        model.train()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+@pytest.mark.parametrize(("name", "feeds_bn"), [("drop-before-bn", True), ("bn-only", False), ("bn-then-drop", False)])
+def test_forward_pass_runs_a_dropout_straight_into_batchnorm_only_in_the_anti_pattern(name, feeds_bn):
+    torch.manual_seed(0)
+    order = _executed(_built(name), torch.randn(4, 1, 8, 8))
+    pairs = list(pairwise(order))
+    assert (("Dropout", "BatchNorm2d") in pairs) is feeds_bn
+
+
+def test_forward_pass_of_bn_then_drop_runs_bn_relu_drop_in_each_conv_block():
+    torch.manual_seed(0)
+    order = _executed(_built("bn-then-drop"), torch.randn(4, 1, 8, 8))
+    drops = [i for i, k in enumerate(order) if k == "Dropout"]
+    assert len(drops) == 3
+    for i in drops[:2]:
+        assert order[i - 2 : i + 2] == ["BatchNorm2d", "ReLU", "Dropout", "MaxPool2d"]
+
+
+@pytest.mark.parametrize(("name", "flagged"), [("drop-before-bn", 2), ("bn-only", 0), ("bn-then-drop", 0)])
+def test_the_auditor_flags_dropout_before_batchnorm_only_in_the_anti_pattern(name, flagged):
+    from advisor.audit.api import audit
+
+    torch.manual_seed(0)
+    report = audit(_built(name), torch.randn(4, 1, 8, 8))
+    assert sum(f.slug == "dropout-before-batchnorm" for f in report.findings) == flagged
 
 
 def test_mlp_input_hidden_is_srivastavas_0_2_and_0_5():
@@ -102,7 +209,7 @@ def test_mlp_hidden_only_leaves_the_inputs_alone():
 
 def test_one_seed_gives_every_variant_the_same_initial_weights():
     ref = _built("none").state_dict()
-    for name in ("fc-only", "conv-relu-drop", "dropout2d", "drop-before-bn"):
+    for name in ("fc-only", "conv-relu-drop", "dropout2d", "drop-before-bn", "bn-only", "bn-then-drop"):
         sd = _built(name).state_dict()
         for key, value in ref.items():
             assert torch.equal(sd[key], value), (name, key)

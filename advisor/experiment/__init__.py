@@ -27,7 +27,17 @@ DEFAULT_LR = 5e-3  # Adam
 # keeps them equal to the registries in datasets.py and variants.py.
 DATASET_NAMES = ("digits", "breast-cancer", "wine")
 VARIANT_NAMES = {
-    "cnn": ("none", "fc-only", "conv-relu-drop", "after-pool", "dropout2d", "drop-before-bn", "advisor"),
+    "cnn": (
+        "none",
+        "fc-only",
+        "conv-relu-drop",
+        "after-pool",
+        "dropout2d",
+        "drop-before-bn",
+        "bn-only",
+        "bn-then-drop",
+        "advisor",
+    ),
     "mlp": ("none", "input-hidden", "hidden-only", "advisor"),
 }
 

@@ -114,6 +114,17 @@ def _before_bn(ops: Sequence[Op]) -> list[tuple[int, str, float]]:
     return [(i, "dropout", _conv_p(ops[i])) for i in gaps] + _head(ops)
 
 
+def _after_bn_relu(ops: Sequence[Op]) -> list[tuple[int, str, float]]:
+    # conv -> BN -> ReLU -> DROP -> pool: DRP101's side of the pairing, dropout after BatchNorm and never
+    # feeding one, at the same rates as drop-before-bn so that only the placement differs.
+    gaps = [
+        i
+        for i in range(2, len(ops))
+        if ops[i - 2].kind == "batchnorm" and ops[i - 1].kind == "activation" and "conv" in ops[i - 1].tags
+    ]
+    return [(i, "dropout", _conv_p(ops[i - 1])) for i in gaps] + _head(ops)
+
+
 def _none(ops: Sequence[Op]) -> list[tuple[int, str, float]]:
     return []
 
@@ -168,9 +179,27 @@ VARIANTS: dict[Arch, dict[str, Variant]] = {
                 "drop-before-bn",
                 "cnn",
                 f"the anti-pattern: dropout {CONV_P[0]:g}/{CONV_P[1]:g} right before BatchNorm "
-                f"(conv -> DROP -> BN -> ReLU); FC head {HEAD_P:g}; the only variant with BatchNorm",
+                f"(conv -> DROP -> BN -> ReLU); FC head {HEAD_P:g}",
                 "Li et al. 2019 (variance shift)",
                 _before_bn,
+                batch_norm=True,
+            ),
+            Variant(
+                "bn-only",
+                "cnn",
+                f"control for drop-before-bn: conv -> BN -> ReLU -> pool, no dropout in the conv stack; "
+                f"FC head {HEAD_P:g}",
+                "control: BatchNorm alone, the same network as drop-before-bn without its conv dropout",
+                _head,
+                batch_norm=True,
+            ),
+            Variant(
+                "bn-then-drop",
+                "cnn",
+                f"control for drop-before-bn: conv -> BN -> ReLU -> DROP at {CONV_P[0]:g}/{CONV_P[1]:g} -> pool "
+                f"(dropout after BN, never feeding it); FC head {HEAD_P:g}",
+                "control: DRP101 (dropout after BatchNorm, never feeding it)",
+                _after_bn_relu,
                 batch_norm=True,
             ),
             Variant(ADVISOR, "cnn", _ADVISOR_SUMMARY, "the knowledge base"),
