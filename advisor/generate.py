@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from advisor.errors import SpecError, TemplateError, UsageError
 from advisor.plan import Op, Plan, PlanSite
@@ -54,10 +55,9 @@ SEQUENCE = ("dropout", "locked-dropout")  # (B, T, C)
 TEMPLATES = ("mlp", "selu_mlp", "cnn", "resnet", "rnn", "transformer", "gnn")
 
 
-class Generated(BaseModel):
+@dataclass(frozen=True)
+class Generated:
     """What :func:`generate` returns: the code and a short description for the command's report."""
-
-    model_config = ConfigDict(frozen=True)
 
     code: str
     template: str
@@ -90,9 +90,43 @@ def _environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["num"] = _num
     return env
+
+
+def _bytecode_cache() -> Any:
+    """Compiled templates cached per user (compiling them is most of generate's own time).
+
+    Keyed by jinja2 on the template's name and source, so an edited template is compiled again; any
+    cache that cannot be read or written is ignored, and ``DROPOUT_ADVISOR_NO_CACHE=1`` turns it off.
+    """
+    if os.environ.get("DROPOUT_ADVISOR_NO_CACHE") == "1":
+        return None
+    import jinja2
+
+    from advisor.knowledge import cache_dir
+
+    class QuietCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: Any) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # an unreadable entry is compiled anew
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:
+                pass
+
+    folder = cache_dir() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return QuietCache(str(folder))
 
 
 # ---- the public entry point ----

@@ -159,7 +159,7 @@ class RecurrentLayer(nn.Module):
         self.rnn = WeightDrop(rnn, cfg.weight_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self.dropout(x))  # (B, T, d_in) -> (B, T, H * directions)
+        out, _ = self.rnn(self.dropout(x))  # (B, T, d_in) -> (B, T, hidden)
         return out
 
 
@@ -184,7 +184,7 @@ class LSTMLanguageModel(nn.Module):
         weight = self.embed_dropout(self.embed.weight)  # (vocab, E), whole rows dropped
         x = F.embedding(tokens, weight)  # (B, T) -> (B, T, E)
         for layer in self.layers:
-            x = layer(x)  # (B, T, d_in) -> (B, T, hidden * directions)
+            x = layer(x)  # (B, T, d_in) -> (B, T, hidden)
         x = self.output_dropout(x)
         return self.decoder(x)  # (B, T, hidden) -> (B, T, vocab_size)
 
@@ -240,7 +240,7 @@ def dropout_rates(model: nn.Module) -> list[float]:
     for module in model.modules():
         if hasattr(module, "attn_p"):  # attention dropout inside the attention kernel
             rates.append(module.attn_p)
-        if isinstance(module, nn.RNNBase) and module.num_layers > 1:
+        if isinstance(module, nn.RNNBase) and module.num_layers > 1 and module.dropout:
             # nn.LSTM(dropout=p) drops between its stacked layers
             rates += [module.dropout] * (module.num_layers - 1)
         if isinstance(module, DROPOUT_TYPES):

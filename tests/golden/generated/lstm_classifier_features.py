@@ -139,7 +139,7 @@ def dropout_rates(model: nn.Module) -> list[float]:
     for module in model.modules():
         if hasattr(module, "attn_p"):  # attention dropout inside the attention kernel
             rates.append(module.attn_p)
-        if isinstance(module, nn.RNNBase) and module.num_layers > 1:
+        if isinstance(module, nn.RNNBase) and module.num_layers > 1 and module.dropout:
             # nn.LSTM(dropout=p) drops between its stacked layers
             rates += [module.dropout] * (module.num_layers - 1)
         if isinstance(module, DROPOUT_TYPES):

@@ -77,7 +77,7 @@ class LSTMTagger(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_dropout(x)
-        x, _ = self.rnn(x)  # (B, T, d_in) -> (B, T, hidden * directions)
+        x, _ = self.rnn(x)  # (B, T, d_in) -> (B, T, hidden)
         x = self.output_dropout(x)
         return self.classifier(x)  # (B, T, hidden) -> (B, T, num_classes)
 
@@ -127,7 +127,7 @@ def dropout_rates(model: nn.Module) -> list[float]:
     for module in model.modules():
         if hasattr(module, "attn_p"):  # attention dropout inside the attention kernel
             rates.append(module.attn_p)
-        if isinstance(module, nn.RNNBase) and module.num_layers > 1:
+        if isinstance(module, nn.RNNBase) and module.num_layers > 1 and module.dropout:
             # nn.LSTM(dropout=p) drops between its stacked layers
             rates += [module.dropout] * (module.num_layers - 1)
         if isinstance(module, DROPOUT_TYPES):
