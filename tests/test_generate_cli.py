@@ -290,5 +290,5 @@ def test_generated_file_rejects_an_unavailable_device(model_file):
     out = subprocess.run(
         [sys.executable, str(model_file), "--device", "cuda"], capture_output=True, text=True, timeout=120
     )
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert out.stderr.strip() == "error: device 'cuda' is not available; available: cpu"

@@ -347,7 +347,8 @@ def smoke_test(
     if verbose:
         print(f"device: {dev}")
         print(f"parameters: {result['params']:,} (smoke), {full_params:,} (Config())")
-        span = f"{min(rates)}..{max(rates)}" if rates else "none"
+        ps = sorted(set(rates)) or ["-"]
+        span = str(ps[0]) if len(ps) == 1 else f"{ps[0]}..{ps[-1]}"
         print(f"dropout sites: {len(rates)}, p {span}")
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
@@ -362,10 +363,10 @@ def main() -> None:
     args = parser.parse_args()
     try:
         smoke_test(args.device, args.steps)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except ValueError as exc:  # an unavailable device
+        parser.exit(2, f"error: {exc}\n")
     except AssertionError as exc:
-        raise SystemExit(f"smoke test failed: {exc}") from None
+        parser.exit(1, f"smoke test failed: {exc}\n")
 
 
 if __name__ == "__main__":
