@@ -232,3 +232,24 @@ def test_seed_thread_claim_is_recorded_with_correction(kb):
     assert hinton and any(
         "incomplete" in (f.note or "").lower() or "partly wrong" in (f.note or "").lower() for f in hinton
     )
+
+
+def test_interview_ends_by_generating_code_on_request(runner, tmp_path):
+    path = tmp_path / "model.py"
+    script = "mlp\n" + "\n" * 9 + "n\n" + "y\n" + f"{path}\n"
+    result = runner.invoke(app, ["ask"], input=script)
+    assert result.exit_code == 0, result.stderr
+    code = path.read_text()
+    compile(code, str(path), "exec")
+    assert "nn.Dropout" in code and "DRP001" in code
+
+
+def test_interview_never_overwrites_without_a_yes(runner, tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text("# my model\n")
+    other = tmp_path / "other.py"
+    script = "mlp\n" + "\n" * 9 + "n\n" + "y\n" + f"{path}\n" + "n\n" + f"{other}\n"
+    result = runner.invoke(app, ["ask"], input=script)
+    assert result.exit_code == 0, result.stderr
+    assert path.read_text() == "# my model\n"
+    assert other.exists()

@@ -12,7 +12,7 @@ pexpect = pytest.importorskip("pexpect")
 
 def _spawn():
     env = dict(os.environ, NO_COLOR="1", TERM="dumb", COLUMNS="200", PYTHONUNBUFFERED="1")
-    return pexpect.spawn(sys.executable, ["-m", "advisor", "ask"], env=env, encoding="utf-8", timeout=30)
+    return pexpect.spawn(sys.executable, ["-m", "advisor", "ask"], env=env, encoding="utf-8", timeout=90)
 
 
 def test_wrong_answer_back_and_ctrl_c():

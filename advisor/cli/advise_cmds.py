@@ -239,37 +239,58 @@ def ask_cmd(
     plan = recommend(spec)
     _render(plan, fmt)
     console.print(f"\nThe same plan without questions:\n  {equivalent_command(spec)}")
-    _offer_save(spec, console)
+    _offer_save(spec, plan, console)
 
 
-def _offer_save(spec: Any, console: Any) -> None:
+def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | None:
+    """Ask for a file name; an existing file is only replaced after a yes. None: the user gave up."""
     from rich.prompt import Confirm, Prompt
 
-    from advisor.errors import OutputError
+    while True:
+        path = Path(Prompt.ask(question, console=console, default=default))
+        if not path.exists():
+            return path, False
+        if path.is_dir():
+            console.print(f"[red]✗ {path} is a folder[/red] — give a file name")
+            continue
+        if Confirm.ask(f"{path} exists. Overwrite it?", console=console, default=False):
+            return path, True
+
+
+def _offer_save(spec: Any, plan: Any, console: Any) -> None:
+    """After the plan: offer to save the answers, then to generate the model code."""
+    from rich.prompt import Confirm
+
+    from advisor.errors import AdvisorError
     from advisor.fileio import write_text_atomic
     from advisor.spec import answers_toml
 
     try:
-        if not Confirm.ask("Save these answers to a file?", console=console, default=False):
-            return
-        while True:
-            path = Path(Prompt.ask("File name", console=console, default="dropout-answers.toml"))
-            force = False
-            if path.exists():
-                force = Confirm.ask(f"{path} exists. Overwrite it?", console=console, default=False)
-                if not force:
-                    continue
-            try:
+        if Confirm.ask("Save these answers to a file?", console=console, default=False):
+            chosen = _ask_path(console, "File name", "dropout-answers.toml")
+            if chosen is not None:
+                path, force = chosen
                 result = write_text_atomic(path, answers_toml(spec), force=force)
-            except OutputError as exc:
-                print_error(exc.message, exc.hint)
-                continue
-            console.print(f"answers {result.value}: {path}  (replay: dropout-advisor recommend --answers {path})")
-            return
+                console.print(f"answers {result.value}: {path}  (replay: dropout-advisor recommend --answers {path})")
+        if Confirm.ask("Generate PyTorch code for this plan?", console=console, default=False):
+            from advisor.generate import generate
+
+            chosen = _ask_path(console, "File name", "model.py")
+            if chosen is not None:
+                path, force = chosen
+                code = generate(plan, spec, output=str(path))
+                result = write_text_atomic(path, code.code, force=force)
+                console.print(
+                    f"{result.value} {path}: {code.title}, {code.sites} dropout site(s); run its smoke test: "
+                    f"python {path}"
+                )
     except EOFError:
         return
+    except AdvisorError as exc:
+        print_error(exc.message, exc.hint)
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        print_error("interrupted", "the plan above is complete; the answers were not saved")
+        print_error("interrupted", "the plan above is complete; nothing more was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
