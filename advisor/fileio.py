@@ -17,7 +17,12 @@ class WriteResult(str, Enum):
 
 
 def write_text_atomic(path: Path, text: str, *, force: bool = False) -> WriteResult:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+    """Write ``text`` (UTF-8, ``\n`` line ends) with :func:`write_bytes_atomic`."""
+    return write_bytes_atomic(path, text.encode("utf-8"), force=force)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, force: bool = False) -> WriteResult:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
 
     An existing file is never touched without ``force``; an identical one is left alone and reported.
     An interrupted write leaves the old file intact.
@@ -28,9 +33,9 @@ def write_text_atomic(path: Path, text: str, *, force: bool = False) -> WriteRes
         if path.is_dir():
             raise OutputError(f"{path} is a directory", hint="give a file path")
         try:
-            if path.read_text(encoding="utf-8") == text:
+            if path.read_bytes() == data:
                 return WriteResult.IDENTICAL
-        except (OSError, UnicodeDecodeError):
+        except OSError:
             pass
         if not force:
             raise OutputError(
@@ -42,14 +47,11 @@ def write_text_atomic(path: Path, text: str, *, force: bool = False) -> WriteRes
         raise OutputError(f"folder {parent} does not exist", hint="create it first or choose another path")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if existed:
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
+        os.chmod(tmp, (path.stat().st_mode & 0o777) if existed else 0o644)
         os.replace(tmp, path)
     except BaseException:
         try:

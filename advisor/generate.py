@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from advisor.errors import SpecError, TemplateError, UsageError
 from advisor.plan import Op, Plan, PlanSite
-from advisor.spec import Spec
+from advisor.spec import Spec, spec_flags
 
 LINE_LENGTH = 88  # ruff format's default: the generated file must pass it with no configuration
 
@@ -215,13 +215,7 @@ def load_plan(path: Path) -> Plan:
 
 
 def regenerate_command(spec: Spec, *, output: str | None = None, mc_dropout: bool = False) -> str:
-    parts = ["dropout-advisor", "generate"]
-    for key, value in spec.answers().items():
-        flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            parts += [flag, str(value)]
+    parts = ["dropout-advisor", "generate", *spec_flags(spec)]
     if mc_dropout and not spec.uncertainty:
         parts.append("--mc-dropout")
     if output:

@@ -107,20 +107,7 @@ def answer(question: str, kb: KnowledgeBase, limit: int = 6) -> QAResult:
     for h in hits:
         if h.kind != "recommendation" or len(recs) >= limit:
             continue
-        r = kb.recommendations[h.key]
-        recs.append(
-            RecAnswer(
-                id=r.id,
-                title=r.title,
-                summary=r.summary,
-                confidence=r.confidence,
-                contested=r.contested,
-                rate=rate_str(r.rate.default, r.rate.low, r.rate.high) if r.rate else None,
-                positions=[f"{p.claim} [{', '.join(p.citations)}]" for p in r.positions],
-                citations=list(r.citations),
-                score=h.score,
-            )
-        )
+        recs.append(_rec_answer(kb.recommendations[h.key], h.score))
     # Findings: score each finding of the matching sources on its own text.
     q = set(tokens(question))
     found: list[FindingAnswer] = []

@@ -197,6 +197,18 @@ def load_answers(path: Path) -> dict[str, Any]:
     return data
 
 
+def spec_flags(spec: Spec) -> list[str]:
+    """The command-line flags that reproduce the answers given (not the defaults)."""
+    parts: list[str] = []
+    for key, value in spec.answers().items():
+        flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts += [flag, str(value)]
+    return parts
+
+
 def answers_toml(spec: Spec) -> str:
     """The answers file that replays this spec."""
     from advisor import __version__

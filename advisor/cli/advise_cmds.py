@@ -124,14 +124,9 @@ def _render(plan: Any, fmt: DocFormat) -> None:
 
 
 def equivalent_command(spec: Any) -> str:
-    parts = ["dropout-advisor", "recommend"]
-    for key, value in spec.answers().items():
-        flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
+    from advisor.spec import spec_flags
+
+    return shlex.join(["dropout-advisor", "recommend", *spec_flags(spec)])
 
 
 def register(app: typer.Typer) -> None:

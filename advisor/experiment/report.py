@@ -10,14 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import OutputError
 from advisor.experiment.results import ExperimentResult, VariantSummary
-from advisor.fileio import write_text_atomic
+from advisor.fileio import write_bytes_atomic, write_text_atomic
 
 FILES = {"results": "results.json", "epochs": "epochs.csv", "figure": "figure.png"}
 COLUMNS = ["#", "variant", "test acc %", "test loss", "train-test gap", "best val epoch", "vs best"]
@@ -177,26 +175,6 @@ def default_out_dir(dataset: str, arch: str, root: Path = Path("results")) -> Pa
         n += 1
         candidate = root / f"{base.name}-{n}"
     return candidate
-
-
-def write_bytes_atomic(path: Path, data: bytes, *, force: bool = False) -> None:
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputError(f"{path} already exists", hint="pass --force to overwrite it, or choose another --out")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save(result: ExperimentResult, out_dir: Path, *, force: bool = False) -> dict[str, Path]:
