@@ -68,6 +68,8 @@ class Spec(BaseModel):
     def _consistent(self) -> Spec:
         if self.underfitting and self.overfitting in ("mild", "strong"):
             raise ValueError("a model cannot both underfit and overfit: choose --underfitting or --overfitting")
+        if self.arch == "resnet" and self.batch_norm is False:
+            raise ValueError("'resnet' means a BatchNorm residual CNN; for a conv net without BatchNorm use arch 'cnn'")
         return self
 
     def resolved(self) -> Spec:

@@ -253,3 +253,9 @@ def test_interview_never_overwrites_without_a_yes(runner, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert path.read_text() == "# my model\n"
     assert other.exists()
+
+
+def test_resnet_without_batchnorm_points_to_cnn(runner):
+    result = runner.invoke(app, ["recommend", "--arch", "resnet", "--no-batch-norm"])
+    assert result.exit_code == 2
+    assert "use arch 'cnn'" in result.stderr
