@@ -40,6 +40,14 @@ def main() -> int:
     _time(BASELINE, 1)  # warm the file cache
     base = _time(BASELINE, args.runs)
     print(f"baseline  import typer, rich, pydantic, jinja2: {base * 1000:7.1f} ms (median of {args.runs})")
+    # Recent typer releases coerce every command-line parameter through pydantic TypeAdapters, which
+    # imports pydantic in full: a floor that any typer command with options pays, before our own code.
+    floor_cmd = [sys.executable, "-c", "import typer._adapters, rich.table"]
+    try:
+        floor = _time(floor_cmd, args.runs)
+        print(f"floor     import typer._adapters, rich.table:    {floor * 1000:7.1f} ms   ratio {floor / base:4.2f}")
+    except subprocess.CalledProcessError:
+        print("floor     (this typer has no _adapters module: no pydantic-based parameter parsing)")
     worst = 0.0
     for name, cmd in COMMANDS.items():
         t = _time(cmd, args.runs)
