@@ -7,13 +7,23 @@ import tempfile
 from enum import Enum
 from pathlib import Path
 
-from advisor.errors import OutputError
+from advisor.errors import OutputError, SpecError
 
 
 class WriteResult(str, Enum):
     CREATED = "created"
     REPLACED = "replaced"
     IDENTICAL = "identical"
+
+
+def read_user_text(path: Path, what: str, expect: str) -> str:
+    """Read a file the user named (answers, plan); errors say which file and what was expected."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{what} {path} does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {what} {path}: {exc}", hint=f"give a UTF-8 {expect} file") from None
 
 
 def write_text_atomic(path: Path, text: str, *, force: bool = False) -> WriteResult:

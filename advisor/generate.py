@@ -196,12 +196,9 @@ def generate(
 
 def load_plan(path: Path) -> Plan:
     """Read a plan written by ``recommend --format json``; errors name the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"plan file {path} does not exist", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read plan file {path}: {exc}", hint="give a UTF-8 JSON file") from None
+    from advisor.fileio import read_user_text
+
+    text = read_user_text(path, "plan file", "JSON")
     try:
         return Plan.model_validate_json(text)
     except ValidationError as exc:

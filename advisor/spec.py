@@ -171,12 +171,9 @@ def build_spec(values: dict[str, Any], source: str | dict[str, str] = "flags") -
 
 def load_answers(path: Path) -> dict[str, Any]:
     """Read an answers file (TOML or JSON) into a dict of spec fields; errors name the file and field."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"answers file {path} does not exist", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read answers file {path}: {exc}", hint="give a UTF-8 TOML or JSON file") from None
+    from advisor.fileio import read_user_text
+
+    text = read_user_text(path, "answers file", "TOML or JSON")
     try:
         if path.suffix == ".json":
             data = json.loads(text)
