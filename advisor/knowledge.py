@@ -246,6 +246,9 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
         return load(root)
     try:
         path = cache_dir() / f"kb-{_fingerprint(root)}.pickle"
+    except OSError:
+        return load(root)
+    try:
         with path.open("rb") as fh:
             cached = pickle.load(fh)
         if isinstance(cached, KnowledgeBase) and cached.root == root:
@@ -257,6 +260,13 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
 
     citation_index(kb)
     knowledge_index(kb)  # built once, then served from the cache with the knowledge base
+    _write_cache(path, kb)
+    return kb
+
+
+def _write_cache(path: Path, kb: KnowledgeBase) -> None:
+    """Replace any older cache file atomically; a cache that cannot be written is simply skipped."""
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for old in path.parent.glob("kb-*.pickle"):
@@ -265,9 +275,9 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
-    except (OSError, NameError, pickle.PicklingError):
-        pass
-    return kb
+    except (OSError, pickle.PicklingError):
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=1)

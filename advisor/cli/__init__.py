@@ -74,16 +74,9 @@ def _root(
 
 
 def _register() -> None:
-    from advisor.cli import knowledge_cmds
+    from advisor.cli import advise_cmds, audit_cmd, experiment_cmd, generate_cmds, knowledge_cmds
 
-    knowledge_cmds.register(app)
-    for name in ("advise_cmds", "generate_cmds", "audit_cmd", "experiment_cmd"):
-        try:
-            module = __import__(f"advisor.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name == f"advisor.cli.{name}":
-                continue  # command not built yet
-            raise
+    for module in (knowledge_cmds, advise_cmds, generate_cmds, audit_cmd, experiment_cmd):
         module.register(app)
 
 
