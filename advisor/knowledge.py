@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
     import tomllib as toml  # type: ignore[no-redef]
 
 from advisor.errors import KnowledgeError, NotFoundError
-from advisor.schema import Citation, Recommendation
+from advisor.schema import Citation, Recipe, Recommendation
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,6 +57,7 @@ class KnowledgeBase:
     root: Path
     citations: dict[str, Citation] = field(default_factory=dict)
     recommendations: dict[str, Recommendation] = field(default_factory=dict)
+    recipes: dict[str, Recipe] = field(default_factory=dict)
     # Derived data kept with the knowledge base (and so in its cache), e.g. search indexes.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -88,6 +89,19 @@ class KnowledgeBase:
             hint=_suggest(ident, names, upper=True) or "run 'dropout-advisor list' to see every ID",
         )
 
+    def recipe(self, name: str) -> Recipe:
+        """Find a reference recipe by key, alias or library identifier (case and '_'/'-' insensitive)."""
+        wanted = _norm_name(name)
+        for r in self.recipes.values():
+            names = [r.key, r.name, *r.aliases, *(i.name for i in r.identifiers)]
+            if wanted in {_norm_name(n) for n in names}:
+                return r
+        pool = [n for r in self.recipes.values() for n in (r.key, *r.aliases)]
+        raise NotFoundError(
+            f"no reference recipe named '{name}'",
+            hint=_suggest(name, pool) or "run 'dropout-advisor recipes list' to see every recipe",
+        )
+
     def by_slug(self) -> dict[str, Recommendation]:
         return {r.audit.slug: r for r in self.recommendations.values() if r.audit is not None}
 
@@ -103,6 +117,10 @@ def _suggest(word: str, names: Iterable[str], *, upper: bool = False) -> str | N
     if not close:
         return None
     return "did you mean " + ", ".join(f"'{pool[c]}'" for c in close) + "?"
+
+
+def _norm_name(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-").rsplit("/", 1)[-1]
 
 
 def _all_citations(rec: Recommendation) -> set[str]:
@@ -168,7 +186,24 @@ def load(root: Path | None = None, *, check_examples: bool = False) -> Knowledge
         else:
             kb.recommendations[rec.id] = rec
 
+    recipe_dir = root / "recipes"
+    for path in sorted(recipe_dir.glob("*")) if recipe_dir.is_dir() else []:
+        rel = f"recipes/{path.name}"
+        if path.suffix != ".toml":
+            problems.append(Problem(rel, "", "unexpected file: knowledge files end in .toml"))
+            continue
+        recipe = _read(path, Recipe, problems, rel)
+        if recipe is None:
+            continue
+        if recipe.key != path.stem:
+            problems.append(Problem(rel, "key", f"'{recipe.key}' does not match the file name '{path.stem}'"))
+        elif recipe.key in kb.recipes:
+            problems.append(Problem(rel, "key", f"duplicate key '{recipe.key}'"))
+        else:
+            kb.recipes[recipe.key] = recipe
+
     problems.extend(_cross_check(kb, check_examples=check_examples))
+    problems.extend(_check_recipes(kb))
     if problems:
         listing = "\n".join(f"  {p}" for p in problems)
         raise KnowledgeError(
@@ -214,6 +249,39 @@ def _cross_check(kb: KnowledgeBase, *, check_examples: bool) -> list[Problem]:
                     compile(code, f"{rel}:example.{part}", "exec")
                 except SyntaxError as exc:
                     problems.append(Problem(rel, f"example.{part}", f"does not compile: {exc.msg} (line {exc.lineno})"))
+    return problems
+
+
+def _check_recipes(kb: KnowledgeBase) -> list[Problem]:
+    """Citations resolve, specs are valid architecture specs, and no two recipes share a name."""
+    from pydantic import ValidationError as _VE
+
+    from advisor.spec import Spec
+
+    problems: list[Problem] = []
+    owner: dict[str, str] = {}
+    for r in kb.recipes.values():
+        rel = f"recipes/{r.key}.toml"
+        refs = [(f"citations[{i}]", k) for i, k in enumerate(r.citations)]
+        refs += [(f"no_dropout_sources[{i}].citation", s.citation) for i, s in enumerate(r.no_dropout_sources)]
+        for j, site in enumerate(r.sites):
+            refs += [(f"sites[{j}].sources[{i}].citation", s.citation) for i, s in enumerate(site.sources)]
+        for j, d in enumerate(r.disagreements):
+            refs += [(f"disagreements[{j}].citations[{i}]", k) for i, k in enumerate(d.citations)]
+        for where, key in refs:
+            if key not in kb.citations:
+                hint = _suggest(key, kb.citations)
+                problems.append(Problem(rel, where, f"unknown citation '{key}'" + (f"; {hint}" if hint else "")))
+        try:
+            Spec.model_validate(r.spec)
+        except _VE as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+                problems.append(Problem(rel, f"spec.{loc}", err["msg"]))
+        for name in {_norm_name(n) for n in (r.key, r.name, *r.aliases, *(i.name for i in r.identifiers))}:
+            if name in owner and owner[name] != r.key:
+                problems.append(Problem(rel, "aliases", f"name '{name}' is also used by recipe '{owner[name]}'"))
+            owner.setdefault(name, r.key)
     return problems
 
 

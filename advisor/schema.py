@@ -341,3 +341,149 @@ class Recommendation(Strict):
         if "\n" in self.summary:
             raise ValueError("summary must be one line")
         return self
+
+
+# ---- reference recipes: what a published model configuration actually does ----
+
+#: Where a recipe puts dropout, in roles the engine maps onto gaps of its layer stack
+#: (see advisor.stack). A role a recipe does not list is a site the model does not have.
+SiteRole = Literal[
+    "input",  # on the network input (MLP/CNN inputs, Hinton et al. 2012)
+    "embedding",  # on the (summed, possibly normalized) token/patch/position embeddings
+    "embedding-dropout",  # whole rows of the embedding matrix (word dropout, AWD-LSTM dropoute)
+    "attention-weights",  # on the attention probabilities after softmax (self- and cross-attention)
+    "attention-output",  # residual dropout on the attention sub-layer output, before the add
+    "ffn-inner",  # between the FFN activation and its second linear layer
+    "ffn-output",  # residual dropout on the FFN sub-layer output, before the add
+    "drop-path",  # stochastic depth on residual branches
+    "final",  # on the output of the last block / stack, before the head or LM head
+    "head",  # before the last classifier layer (pooled output, GAP features, last FC input)
+    "fc",  # before the hidden FC layers of a classifier head (AlexNet/VGG fc6, fc7)
+    "conv",  # inside a plain conv stack (after activation or pooling)
+    "block-mid",  # inside a residual block, between its convolutions (WRN)
+    "rnn-input",  # on the input of the first recurrent layer
+    "rnn-between",  # between stacked recurrent layers (nn.LSTM(dropout=))
+    "rnn-output",  # on the last recurrent layer's output, before the decoder/softmax
+    "weight-drop",  # DropConnect on the hidden-to-hidden weights
+    "hidden",  # after each hidden layer of an MLP
+    "graph-input",  # on the input features of each graph-conv layer
+    "graph-attention",  # on the GAT attention coefficients
+    "graph-features",  # on the GAT transformed features before aggregation
+]
+
+#: How a recipe fact was read
+RecipeEvidence = Literal[
+    "paper-table",  # a table of the paper
+    "paper-text",  # the paper's text (section named in `locator`)
+    "official-config",  # the authors' configuration file, read at a commit
+    "reference-code",  # the authors' or the library's model code, read at a commit
+    "model-card",  # the released model card
+    "library-default",  # a library's config class default (transformers, timm, torchvision)
+]
+
+Library = Literal["transformers", "timm", "torchvision", "original"]
+
+
+class RecipeSource(Strict):
+    """Where one recipe fact comes from: a citation key plus the exact place read."""
+
+    citation: str = Field(description="A key of knowledge/citations.")
+    evidence: RecipeEvidence
+    locator: str = Field(min_length=3, description="Table, section, file path or config name.")
+    commit: str | None = Field(default=None, description="40-hex commit of the repository file read.")
+    quote: str | None = None
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[0-9a-f]{7,40}$", v):
+            raise ValueError("commit must be a git hash (7 to 40 lowercase hex digits)")
+        return v
+
+
+class RecipeSite(Strict):
+    """One dropout site of a published configuration."""
+
+    role: SiteRole
+    kind: DropoutKind
+    p: float = Field(ge=0.0, lt=1.0, description="Drop probability; for drop-path the deepest block's rate.")
+    schedule: Literal["constant", "linear-depth"] = Field(
+        default="constant", description="linear-depth: drop-path rises linearly to p at the last block."
+    )
+    regime: list[Literal["scratch", "fine-tuning", "pretraining"]] | None = Field(
+        default=None, description="Only in these regimes (None: in every regime the recipe covers)."
+    )
+    where: str = Field(min_length=3, description="The site in the source's own words.")
+    fields: list[str] = Field(
+        default_factory=list,
+        description="Config fields or arguments that hold the rate, as 'library:name' "
+        "(e.g. 'transformers:hidden_dropout_prob', 'timm:drop_path_rate', 'original:dropout_rate').",
+    )
+    sources: list[RecipeSource] = Field(min_length=1)
+    note: str | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: list[str]) -> list[str]:
+        for f in v:
+            lib, _, name = f.partition(":")
+            if lib not in ("transformers", "timm", "torchvision", "original") or not name:
+                raise ValueError(
+                    f"field '{f}' must be 'library:name' with library transformers/timm/torchvision/original"
+                )
+        return v
+
+
+class RecipeIdentifier(Strict):
+    """A name under which a library or hub knows this configuration."""
+
+    library: Library
+    name: str = Field(min_length=1, description="e.g. 'bert-base-uncased', 'vit_base_patch16_224', 'vgg16'.")
+    model_type: str | None = Field(default=None, description="transformers config.model_type, e.g. 'bert'.")
+
+
+class Disagreement(Strict):
+    """Sources that disagree about one fact of the recipe, and which side the recipe follows."""
+
+    about: str
+    positions: list[str] = Field(min_length=2)
+    follows: str
+    confidence: Confidence
+    citations: list[str] = Field(min_length=1)
+
+
+class Recipe(Strict):
+    """A published model configuration: every dropout site it has, its rate, and where that was read."""
+
+    key: str = Field(description="File name; lowercase, e.g. 'bert-base'.")
+    name: str = Field(min_length=2, description="Display name, e.g. 'BERT-base'.")
+    aliases: list[str] = Field(default_factory=list, description="Other names users type (--base).")
+    summary: str = Field(min_length=10, max_length=240)
+    regime: list[Literal["scratch", "fine-tuning", "pretraining"]] = Field(
+        min_length=1, description="What the published configuration was used for."
+    )
+    spec: dict[str, str | int | bool] = Field(
+        description="The architecture spec (recommend flags) of this configuration, e.g. arch, layers, width."
+    )
+    identifiers: list[RecipeIdentifier] = Field(default_factory=list)
+    sites: list[RecipeSite] = Field(default_factory=list, description="Empty: the model has no dropout.")
+    no_dropout_sources: list[RecipeSource] = Field(
+        default_factory=list, description="For a recipe without sites: where 'no dropout' was read."
+    )
+    citations: list[str] = Field(min_length=1)
+    confidence: Confidence
+    disagreements: list[Disagreement] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$", v):
+            raise ValueError("key must be lowercase letters, digits, dots and dashes, e.g. 'bert-base'")
+        return v
+
+    @model_validator(mode="after")
+    def _has_evidence(self) -> Recipe:
+        if not self.sites and not self.no_dropout_sources:
+            raise ValueError("a recipe without sites needs no_dropout_sources saying where 'no dropout' was read")
+        return self
