@@ -33,12 +33,32 @@ def knowledge_overview(kb: KnowledgeBase) -> str:
         conf = r.confidence + (", contested" if r.contested else "")
         rule = f" · audit `{r.audit.slug}`" if r.audit else ""
         lines.append(f"| {r.id} | {_cell(r.title)}{rule} | {rate} | {conf} | {', '.join(r.citations)} |")
+    lines += _recipes_overview(kb)
     lines += ["", "<details><summary>Sources</summary>", ""]
     for c in sorted(kb.citations.values(), key=lambda c: (c.year, c.key)):
         ident = f"arXiv:{c.arxiv}" if c.arxiv else (f"doi:{c.doi}" if c.doi else (c.url or ""))
         lines.append(f"- `{c.key}` — {_cell(', '.join(c.authors))}. *{_cell(c.title)}*. {c.year}. {ident}")
     lines += ["", "</details>", END]
     return "\n".join(lines)
+
+
+def _recipes_overview(kb: KnowledgeBase) -> list[str]:
+    """The reference recipes table (``dropout-advisor recipes show KEY`` prints one in full)."""
+    from advisor.recipes_view import sites_summary
+
+    lines = [
+        "",
+        f"{len(kb.recipes)} reference recipes: the dropout of published model configurations, read in the papers "
+        "and the authors' configs (`dropout-advisor recipes show KEY`).",
+        "",
+        "| recipe | name | regime | sites (drop p) | confidence |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(kb.recipes.values(), key=lambda r: r.key):
+        lines.append(
+            f"| `{r.key}` | {_cell(r.name)} | {', '.join(r.regime)} | {_cell(sites_summary(r))} | {r.confidence} |"
+        )
+    return lines
 
 
 def render_readme(text: str, kb: KnowledgeBase) -> str:

@@ -91,10 +91,9 @@ class KnowledgeBase:
 
     def recipe(self, name: str) -> Recipe:
         """Find a reference recipe by key, alias or library identifier (case and '_'/'-' insensitive)."""
-        wanted = _norm_name(name)
+        wanted = _lookup_names(name)
         for r in self.recipes.values():
-            names = [r.key, r.name, *r.aliases, *(i.name for i in r.identifiers)]
-            if wanted in {_norm_name(n) for n in names}:
+            if wanted & recipe_names(r):
                 return r
         pool = [n for r in self.recipes.values() for n in (r.key, *r.aliases)]
         raise NotFoundError(
@@ -120,7 +119,22 @@ def _suggest(word: str, names: Iterable[str], *, upper: bool = False) -> str | N
 
 
 def _norm_name(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(" ", "-").rsplit("/", 1)[-1]
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def _lookup_names(name: str) -> set[str]:
+    """The spellings a typed name may match: itself, and without a hub owner ('google/vit-...' -> 'vit-...')."""
+    norm = _norm_name(name)
+    return {norm, norm.rsplit("/", 1)[-1]}
+
+
+def recipe_names(r: Recipe) -> set[str]:
+    """Every normalized name a recipe answers to. Display names and aliases keep their '/' (ViT-B/16);
+    library identifiers also answer without their hub owner ('meta-llama/Llama-2-7b-hf' -> 'llama-2-7b-hf')."""
+    names = {_norm_name(n) for n in (r.key, r.name, *r.aliases)}
+    for ident in r.identifiers:
+        names |= _lookup_names(ident.name)
+    return names
 
 
 def _all_citations(rec: Recommendation) -> set[str]:
@@ -278,7 +292,7 @@ def _check_recipes(kb: KnowledgeBase) -> list[Problem]:
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
                 problems.append(Problem(rel, f"spec.{loc}", err["msg"]))
-        for name in {_norm_name(n) for n in (r.key, r.name, *r.aliases, *(i.name for i in r.identifiers))}:
+        for name in sorted(recipe_names(r)):
             if name in owner and owner[name] != r.key:
                 problems.append(Problem(rel, "aliases", f"name '{name}' is also used by recipe '{owner[name]}'"))
             owner.setdefault(name, r.key)
