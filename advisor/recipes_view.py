@@ -61,7 +61,8 @@ def recipe_list_json(recipes: list[Recipe]) -> dict[str, Any]:
             "name": r.name,
             "regime": list(r.regime),
             "sites": [
-                {"role": s.role, "kind": s.kind, "p": s.p, "schedule": s.schedule, "regime": s.regime} for s in r.sites
+                {"role": s.role, "kind": s.kind, "p": s.p, "schedule": s.schedule, "regime": s.regime, "scope": s.scope}
+                for s in r.sites
             ],
             "confidence": r.confidence,
         }

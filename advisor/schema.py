@@ -358,7 +358,7 @@ SiteRole = Literal[
     "drop-path",  # stochastic depth on residual branches
     "final",  # on the output of the last block / stack, before the head or LM head
     "head",  # before the last classifier layer (pooled output, GAP features, last FC input)
-    "fc",  # before the hidden FC layers of a classifier head (AlexNet/VGG fc6, fc7)
+    "fc",  # before each hidden FC layer of a classifier head (torchvision AlexNet: before fc6 and fc7)
     "conv",  # inside a plain conv stack (after activation or pooling)
     "block-mid",  # inside a residual block, between its convolutions (WRN)
     "rnn-input",  # on the input of the first recurrent layer
@@ -412,6 +412,11 @@ class RecipeSite(Strict):
     )
     regime: list[Literal["scratch", "fine-tuning", "pretraining"]] | None = Field(
         default=None, description="Only in these regimes (None: in every regime the recipe covers)."
+    )
+    scope: Literal["all", "first", "last", "all-but-first", "all-but-last"] = Field(
+        default="all",
+        description="Which of the role's gaps, in network order, have the site (e.g. VGG's 'fc' dropout sits "
+        "before fc7 but not before fc6: all-but-first).",
     )
     where: str = Field(min_length=3, description="The site in the source's own words.")
     fields: list[str] = Field(

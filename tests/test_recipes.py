@@ -244,10 +244,17 @@ def test_vit_b_16_releases_zero_dropout_and_deit_uses_drop_path_0_1(kb):
     assert kb.recipes["deit-b"].sites[0].schedule == "linear-depth"
 
 
-@pytest.mark.parametrize("key", ["vgg16", "alexnet"])
-def test_vgg_and_alexnet_drop_0_5_on_the_first_two_fc_layers_only(kb, key):
-    assert [(s.role, s.p) for s in kb.recipes[key].sites] == [("fc", 0.5)]
-    assert kb.recipes[key].spec["fc_layers"] == 2
+def test_alexnet_drops_0_5_before_fc6_and_fc7_only(kb):
+    # torchvision: Dropout -> Linear(fc6) -> ReLU -> Dropout -> Linear(fc7) -> ReLU -> Linear
+    assert [(s.role, s.p, s.scope) for s in kb.recipes["alexnet"].sites] == [("fc", 0.5, "all")]
+    assert kb.recipes["alexnet"].spec["fc_layers"] == 2
+
+
+def test_vgg_drops_0_5_after_fc6_and_fc7_only(kb):
+    # torchvision: Linear(fc6) -> ReLU -> Dropout -> Linear(fc7) -> ReLU -> Dropout -> Linear
+    sites = [(s.role, s.p, s.scope) for s in kb.recipes["vgg16"].sites]
+    assert sites == [("fc", 0.5, "all-but-first"), ("head", 0.5, "all")]
+    assert kb.recipes["vgg16"].spec["fc_layers"] == 2
 
 
 def test_resnet_50_has_no_dropout(kb):
@@ -326,7 +333,7 @@ def test_recipes_list_prints_one_line_per_recipe(runner, kb):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == len(kb.recipes) + 1
     vgg = next(line for line in lines if line.startswith("vgg16 "))
-    assert vgg.split()[-1] == "fc=0.5" and " high " in vgg
+    assert "fc=0.5" in vgg and "head=0.5" in vgg and " high " in vgg
 
 
 def test_recipes_list_json_has_schema_version_and_sites(runner, kb):
