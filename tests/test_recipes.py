@@ -343,7 +343,7 @@ def test_recipes_list_json_has_schema_version_and_sites(runner, kb):
     assert data["schema_version"] == SCHEMA_VERSION
     gcn = next(r for r in data["recipes"] if r["key"] == "gcn")
     assert gcn["sites"] == [
-        {"role": "graph-input", "kind": "dropout", "p": 0.5, "schedule": "constant", "regime": None}
+        {"role": "graph-input", "kind": "dropout", "p": 0.5, "schedule": "constant", "regime": None, "scope": "all"}
     ]
 
 
