@@ -1,0 +1,216 @@
+"""The search vocabulary: how English and Spanish questions map onto the knowledge base's English terms.
+
+Data only; :mod:`advisor.search` applies it. Every entry works on *folded* text: lower case, accents
+removed (``"Dónde"`` -> ``"donde"``, ``"agrupación máxima"`` -> ``"agrupacion maxima"``), so users who type
+without accents are understood the same way.
+
+Three tables:
+
+- :data:`PHRASES`: regular expressions rewritten before the text is split into words. They join the
+  many ways of writing one idea (``batch norm``, ``BatchNorm2d``, ``normalización por lotes``) into one
+  term the knowledge base also produces. Multi-word Spanish terms and Spanish words whose stem collides
+  with an English word (``transformador`` -> stem ``transform``) live here.
+- :data:`SPANISH_STEMS`: single Spanish words, keyed by their Snowball Spanish stem so every inflection
+  (``abandono``, ``abandonos``; ``entrenar``, ``entrenando``, ``entrenamiento``) maps at once. A value of
+  ``""`` drops the word, like a stop word (``capas`` = layers, ``colocar`` = to place). Applied only to
+  words the (English) knowledge base does not contain, so an English word is never read as Spanish.
+- :data:`STOP_WORDS`: function words of both languages, and the generic words of every dropout question
+  (layer, network, place, put, use), matched on folded surface forms before stemming. Short Spanish
+  function words (``en``, ``de``, ``la``) are here; identifiers such as ``EN-DE`` are kept whole by the
+  tokenizer and never split into them.
+
+:data:`GENERIC_TERMS` are the terms every dropout question shares: a question whose only terms are
+generic ("where should dropout go?") gets the overview of each family's leading rule.
+"""
+
+from __future__ import annotations
+
+# (pattern, replacement) applied in order to folded text. Patterns are compiled lazily by the search.
+PHRASES: tuple[tuple[str, str], ...] = (
+    # ---- Spanish multi-word terms (before the English ones, which would split them) ----
+    (r"\bcapas? de (abandono|dropout|desactivacion)\b", " dropout "),
+    (r"\b(desactivacion|apagado|eliminacion) (aleatori[oa] )?de (neuronas|unidades)\b", " dropout "),
+    (r"\btasas? de aprendizaje\b", " learningrate "),
+    (r"\b(tasa|probabilidad|proporcion|porcentaje)s? de (abandono|dropout|desactivacion)\b", " dropout rate "),
+    (r"\bagrupa(cion|miento)s? (por )?maxim[oa]s?\b", " maxpool pooling "),
+    (r"\bagrupa(cion|miento)s? (global(es)? )?(promedio|media)s?\b", " globalpool pooling "),
+    (r"\bnormalizacion(es)? (por|de|del|en) (los )?lotes?\b", " batchnorm "),
+    (r"\bnormalizacion(es)? (por|de|del|en) (la )?capas?\b", " layernorm "),
+    (r"\bajustes? fin[oa]s?\b|\bafina(r|do|miento)\b", " finetuning "),
+    (r"\bpre[\s_-]?entren(amiento|ado|ada|ados|adas|ar)\b", " pretraining "),
+    (r"\baprendizaje por transferencia\b", " finetuning "),
+    (r"\b(decaimiento|decaida|caida) (de|del) (los )?pesos?\b", " weightdecay "),
+    (r"\b(regularizacion|penalizacion) l2\b", " weightdecay l2 "),
+    (r"\b(completamente|totalmente) conectad[oa]s?\b", " fc linear "),
+    (r"\bconexion(es)? (residual(es)?|de salto|de atajo)\b", " residual "),
+    (r"\btransformador(es)?\b", " transformer attention "),
+    (r"\bcodificador[\s_-]+decodificador\b", " encoder decoder "),
+    (r"\bsobre[\s_-]?ajust(e|es|ar|a|an|ando|ado)\b|\bsobre[\s_-]?entrenamiento\b", " overfitting "),
+    (r"\bmodo (de )?(evaluacion|inferencia|prueba)\b", " eval mode "),
+    (r"\bmodo (de )?entrenamiento\b", " train mode "),
+    (r"\bfuncion(es)? de activacion\b", " activation "),
+    (r"\bconjuntos? de datos\b", " dataset "),
+    (r"\btamano de(l)? lote\b", " batch size "),
+    (r"\bmas baj[oa]\b", " lower "),
+    (r"\bmas alt[oa]\b", " higher "),
+    # ---- English (and code) terms ----
+    (r"\bu[\s_-]?nets?\b", " unet "),
+    (r"\bseg[\s_-]?nets?\b", " segnet "),
+    (r"\bencoder[\s_-]*decoders?\b", " encoder decoder "),
+    (r"\bno[\s_-]*grad(ient)?\b", " nograd "),
+    (r"\binference[\s_-]*mode\b", " inferencemode nograd "),
+    (r"\beval(uat(e|es|ed|ing|ion|ions))?\b", " eval "),
+    (r"\bweight[\s_-]*decay\b|\bl2[\s_-]*(regulari[sz]ation|penalty)\b", " weightdecay "),
+    (r"\blearning[\s_-]*rates?\b|\blr\b", " learningrate "),
+    (r"\bval(id)?[\s_-]*loss(es)?\b", " validation loss "),
+    (r"\btrain(ing)?[\s_-]*loss(es)?\b", " training loss "),
+    (r"batch[\s_-]*norm(alization|alisation)?|\bbn\b", " batchnorm "),
+    (r"layer[\s_-]*norm(alization|alisation)?", " layernorm "),
+    (r"max[\s_-]*pool(ing)?", " maxpool pooling "),
+    (
+        r"avg[\s_-]*pool(ing)?|average[\s_-]*pool(ing)?|global[\s_-]*pool(ing)?|\bgap\b",
+        " globalpool pooling ",
+    ),
+    (r"fully[\s_-]*connected|\bdense\b|\bfc\b|\bmlps?\b|\bperceptrons?\b", " fc linear "),
+    (r"\bconv(olution(al)?|olucional(es)?|olucion(es)?|net)?s?\b|\bcnns?\b", " conv "),
+    (r"\brnns?\b|\blstms?\b|\bgrus?\b|\brecurrent\b|\brecurrente?s?\b", " rnn recurrent lstm "),
+    (r"\btransformers?\b|self[\s_-]*attention|\bbert\b|\bgpt(-?\d)?\b", " transformer attention "),
+    (r"drop[\s_-]*path|stochastic[\s_-]*depth", " droppath stochasticdepth "),
+    (r"spatial[\s_-]*dropout|dropout[123]d|channel[\s_-]*wise", " spatialdropout channel "),
+    (r"monte[\s_-]*carlo|mc[\s_-]*dropout|uncertaint(y|ies)|\bincertidumbres?\b", " mcdropout uncertainty "),
+    (r"keep[\s_-]*prob(ability)?", " keepprob retain "),
+    (r"\bprobabilit(y|ies)\b", " rate "),
+    (r"\brelu\b|activation functions?", " activation relu "),
+    (r"\blogits?\b|output layer|last layer|final layer", " output logits "),
+    (r"\bselu\b|alpha[\s_-]*dropout|self[\s_-]*normali[sz]ing", " selu alphadropout "),
+    (r"graph[\s_-]*conv(olution(al)?)?|\bgcn\b|\bgat\b|\bgraphs?\b|\bgrafos?\b", " graph gnn "),
+    (r"\bllms?\b|large language models?", " large language model "),
+    (r"pre[\s_-]*train(ing|ed)?", " pretraining "),
+    (r"fine[\s_-]*tun(e|es|ing|ed)", " finetuning "),
+    (r"overfit(ting|s)?", " overfitting "),
+    (r"underfit(ting|s)?", " underfitting "),
+    (r"residual|skip[\s_-]*connections?|resnets?", " residual resnet "),
+    (r"embeddings?", " embedding "),
+)
+
+# Snowball Spanish stem -> English terms ("" drops the word). See the module docstring.
+SPANISH_STEMS: dict[str, str] = {
+    # the subject itself
+    "abandon": "dropout",  # abandono, abandonos
+    "desactiv": "off",  # desactivar, desactivado ("switch off"); desactivación de neuronas is a PHRASE
+    "desact": "off",  # desactiva
+    "apag": "off",  # apagar, apagado, apaga
+    "activ": "active",  # activo, activa, activado, activación (activation is a PHRASE when 'función de')
+    "encend": "active",  # encendido
+    # generic words of every dropout question (English equivalents are stop words)
+    "cap": "",  # capa, capas
+    "red": "",  # red, redes
+    "neuronal": "",  # neuronal, neuronales
+    "neuron": "",  # neurona, neuronas
+    "coloc": "",  # colocar, coloco, colocarlas
+    "pon": "",  # poner, pone, ponen
+    "pong": "",  # pongo, ponga
+    "ubic": "",  # ubicar
+    "situ": "",  # situar
+    "met": "",  # meter
+    "us": "",  # usar, uso
+    "utiliz": "",  # utilizar
+    "aplic": "",  # aplicar (apply: as generic as 'use')
+    "deb": "",  # debo, debe, deberia
+    "deberi": "",  # debería
+    "pued": "",  # puedo, puede
+    "mejor": "",  # mejor (best)
+    "recomend": "",  # recomendado, recomendable
+    "recomi": "",  # recomienda
+    # architecture
+    "convolucional": "conv",
+    "convolu": "conv",  # convolución
+    "recurrent": "rnn recurrent lstm",
+    "atencion": "attention",
+    "agrup": "pooling",  # agrupación, agrupamiento
+    "normaliz": "normalization",
+    "lot": "batch",  # lote, lotes
+    "codif": "encoder",  # codificador
+    "decodif": "decoder",  # decodificador
+    "segment": "segmentation",  # segmentación
+    "incrust": "embedding",  # incrustación
+    "clasif": "classifier",  # clasificador, clasificación
+    "entrad": "input",
+    "sal": "output",  # salida
+    "ocult": "hidden",
+    "dens": "fc linear",  # densa
+    "lineal": "linear",
+    "residual": "residual",
+    "profund": "depth",  # profundidad, profundo
+    "pes": "weight",  # peso, pesos
+    "imag": "image",  # imagen, imágenes
+    "text": "text",
+    "secuenci": "sequence",
+    "model": "model",
+    "grand": "large",
+    "pequen": "small",  # pequeño
+    "muestr": "sample",  # muestra, muestras
+    "parametr": "parameter",
+    # training process
+    "entren": "training",  # entrenamiento, entrenar, entrenando
+    "evalu": "eval",
+    "inferent": "inference",  # inferencia
+    "predic": "prediction",
+    "valid": "validation",
+    "perd": "loss",  # pérdida
+    "prueb": "test",
+    "regulariz": "regularization",
+    "subajust": "underfitting",
+    "tas": "rate",  # tasa
+    "probabil": "rate",  # probabilidad
+    "proporcion": "rate",
+    "porcentaj": "rate",
+    "epoc": "epoch",
+    "mod": "mode",  # modo
+    "cambi": "change",  # cambiar, cambio
+    "modific": "change",
+    "ajust": "change",  # ajustar (ajuste fino is a PHRASE)
+    "program": "schedule",  # programar, programa (de la tasa)
+    "calendari": "schedule",
+    "menor": "lower",
+    "mayor": "higher",
+    "alt": "high",
+    "baj": "low",
+    "aument": "increase",
+    "reduc": "reduce",
+    "disminu": "reduce",
+    "datos": "data",
+    "dat": "data",
+    "precision": "accuracy",
+    "exactitud": "accuracy",
+    "rendimient": "performance",
+    "anad": "add",  # añadir
+    "agreg": "add",
+    "sum": "add",
+}
+
+# Folded surface forms. English: function words and generic dropout-question words. Spanish: function words.
+_ENGLISH_STOP = """
+a about above after again all also am an and any are as at be been before being both but by can could did
+do does doing done during each either else few for from further get gets getting got had has have having
+he her here hers him his how i if in into is it its itself just me more most much my no nor not of on once
+only or other our out over own same she should so some such than that the their them then there these they
+this those through to too under until up upon use used uses using very was we were what when where whether
+which while who whom why will with would you your yours
+place placed placing put puts putting go goes going layer layers network networks neural net nets
+best good better way ways recommended recommend advice guideline guidelines general thing things
+"""
+_SPANISH_STOP = """
+a al algo algun alguna algunas alguno algunos ante antes aquel aquella aquellas aquello aquellos aqui asi
+cada como con contra cual cuales cualquier cuando cuanta cuantas cuanto cuantos de del desde despues donde
+durante e el ella ellas ello ellos en entonces entre era eran eres es esa esas ese eso esos esta estaba
+estado estamos estan estar estas este esto estos estoy fue fueron ha habia han has hasta hay he la las le
+les lo los mas me mi mis mucha muchas mucho muchos muy nada ni no nos nosotros o os otra otras otro otros
+para pero poco por porque pues que quien quienes se sea sean ser si sido siempre sin sino sobre solo son
+soy su sus tambien tan tanto te tenemos tener tengo ti tiene tienen toda todas todo todos tu tus un una
+unas uno unos usted ustedes va vamos van vosotros y ya yo ir hacer hace hago hacen deberia deberian
+"""
+STOP_WORDS: frozenset[str] = frozenset((_ENGLISH_STOP + _SPANISH_STOP).split())
+
+# Terms (after stemming) that every dropout question shares; alone they ask for the overview.
+GENERIC_TERMS: frozenset[str] = frozenset({"dropout"})
