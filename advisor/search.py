@@ -8,13 +8,15 @@ How text becomes search terms (the same for the knowledge base and for a questio
    and ``de``); their parts of three or more letters are kept as well (``weight-drop`` -> ``weight``,
    ``drop``). Decimal numbers keep their point (``0.5``).
 4. Drop :data:`~advisor.thesaurus.STOP_WORDS` (English and Spanish) and one-letter words.
-5. Stem with the Snowball English stemmer, except words the English knowledge base never uses whose
-   Snowball Spanish stem is in :data:`~advisor.thesaurus.SPANISH_STEMS`: those become the mapped
-   English terms. No language detection is needed: both vocabularies fold into one index.
+5. Stem with the Snowball English stemmer, except words the English knowledge base never uses that
+   :data:`~advisor.thesaurus.SPANISH_WORDS` lists, or whose Snowball Spanish stem is that of a listed
+   word: those become the mapped English terms. No language detection is needed: both vocabularies
+   fold into one index.
 
-The stems of every word in the knowledge base are computed once, when the index is built, and kept in
-the index, which :func:`advisor.knowledge.load_cached` caches with the knowledge base. The Snowball
-stemmers (the ``snowballstemmer`` package) are imported only for a word that cache has not seen.
+The terms of every word in the knowledge base and in the thesaurus are computed once, when the index is
+built, and kept in the index, which :func:`advisor.knowledge.load_cached` caches with the knowledge base.
+The Snowball stemmers (the ``snowballstemmer`` package) are imported only for a word that cache has not
+seen.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from advisor.thesaurus import PHRASES, SPANISH_STEMS, STOP_WORDS
+from advisor.thesaurus import PHRASES, SPANISH_WORDS, STOP_WORDS
 
 if TYPE_CHECKING:
     from advisor.knowledge import KnowledgeBase
@@ -48,6 +50,29 @@ def _stemmers() -> tuple[Any, Any]:
     import snowballstemmer
 
     return snowballstemmer.stemmer("english"), snowballstemmer.stemmer("spanish")
+
+
+@functools.cache
+def spanish_stem_map() -> dict[str, str]:
+    """Snowball Spanish stem -> English terms, from :data:`SPANISH_WORDS`.
+
+    A stem shared by listed words that mean different things is left out (the listed words themselves
+    still map); :func:`spanish_stem_conflicts` names them so the table can be fixed.
+    """
+    _, spanish = _stemmers()
+    by_stem: dict[str, set[str]] = {}
+    for word, target in SPANISH_WORDS.items():
+        by_stem.setdefault(spanish.stemWord(word), set()).add(target)
+    return {stem: targets.pop() for stem, targets in by_stem.items() if len(targets) == 1}
+
+
+def spanish_stem_conflicts() -> dict[str, list[str]]:
+    """Stems that listed Spanish words with different meanings share (should be empty)."""
+    _, spanish = _stemmers()
+    by_stem: dict[str, dict[str, str]] = {}
+    for word, target in SPANISH_WORDS.items():
+        by_stem.setdefault(spanish.stemWord(word), {})[word] = target
+    return {stem: sorted(words) for stem, words in by_stem.items() if len(set(words.values())) > 1}
 
 
 def fold(text: str) -> str:
@@ -86,6 +111,8 @@ class Index:
         self.vocab: frozenset[str] = frozenset(w for ws in doc_words for w in ws)
         self.memo: dict[str, tuple[str, ...]] = {}
         self.tfs = [Counter(self._terms_of(ws)) for ws in doc_words]
+        for word in SPANISH_WORDS:  # so that common Spanish words never need the stemmers at query time
+            self._word_terms(word)
         self.lens = [sum(tf.values()) for tf in self.tfs]
         self.avg = (sum(self.lens) / len(self.lens)) if self.lens else 1.0
         df: Counter[str] = Counter()
@@ -125,7 +152,9 @@ class Index:
     def _stem_simple(self, word: str) -> list[str]:
         english, spanish = _stemmers()
         if word not in self.vocab:
-            mapped = SPANISH_STEMS.get(spanish.stemWord(word))
+            mapped = SPANISH_WORDS.get(word)
+            if mapped is None:
+                mapped = spanish_stem_map().get(spanish.stemWord(word))
             if mapped is not None:
                 return [english.stemWord(t) for t in mapped.split()]
         return [english.stemWord(word)]
@@ -174,7 +203,11 @@ def knowledge_index(kb: KnowledgeBase) -> Index:
 
 
 def _rec_text(r: Recommendation) -> tuple[str, str]:
-    head = f"{r.id} {r.title} {r.title} {r.summary} {r.summary} " + (r.audit.slug.replace("-", " ") if r.audit else "")
+    # The category names what the entry is about ("rate", "placement"): a question such as "what rate?" finds
+    # the rate entries first.
+    head = f"{r.id} {r.category} {r.title} {r.title} {r.summary} {r.summary} " + (
+        r.audit.slug.replace("-", " ") if r.audit else ""
+    )
     body = " ".join(
         [r.rationale, r.site.description, r.site.kind, r.site.module, *r.applies_to]
         + [f"{p.claim} {p.evidence}" for p in r.positions]

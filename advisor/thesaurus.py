@@ -10,10 +10,11 @@ Three tables:
   many ways of writing one idea (``batch norm``, ``BatchNorm2d``, ``normalización por lotes``) into one
   term the knowledge base also produces. Multi-word Spanish terms and Spanish words whose stem collides
   with an English word (``transformador`` -> stem ``transform``) live here.
-- :data:`SPANISH_STEMS`: single Spanish words, keyed by their Snowball Spanish stem so every inflection
-  (``abandono``, ``abandonos``; ``entrenar``, ``entrenando``, ``entrenamiento``) maps at once. A value of
-  ``""`` drops the word, like a stop word (``capas`` = layers, ``colocar`` = to place). Applied only to
-  words the (English) knowledge base does not contain, so an English word is never read as Spanish.
+- :data:`SPANISH_WORDS`: single Spanish words and the English terms they mean. The search also maps
+  each listed word's Snowball Spanish stem, so inflections the table does not list are understood too
+  (``entrenar`` -> ``entrenaron``). A value of ``""`` drops the word, like a stop word (``capas`` =
+  layers, ``colocar`` = to place). Applied only to words the (English) knowledge base does not contain,
+  so an English word is never read as Spanish.
 - :data:`STOP_WORDS`: function words of both languages, and the generic words of every dropout question
   (layer, network, place, put, use), matched on folded surface forms before stemming. Short Spanish
   function words (``en``, ``de``, ``la``) are here; identifiers such as ``EN-DE`` are kept whole by the
@@ -43,6 +44,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
     (r"\b(regularizacion|penalizacion) l2\b", " weightdecay l2 "),
     (r"\b(completamente|totalmente) conectad[oa]s?\b", " fc linear "),
     (r"\bconexion(es)? (residual(es)?|de salto|de atajo)\b", " residual "),
+    (r"\btransformador(es)? original(es)?\b", " transformer attention vaswani "),
     (r"\btransformador(es)?\b", " transformer attention "),
     (r"\bcodificador[\s_-]+decodificador\b", " encoder decoder "),
     (r"\bsobre[\s_-]?ajust(e|es|ar|a|an|ando|ado)\b|\bsobre[\s_-]?entrenamiento\b", " overfitting "),
@@ -54,6 +56,10 @@ PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bmas baj[oa]\b", " lower "),
     (r"\bmas alt[oa]\b", " higher "),
     # ---- English (and code) terms ----
+    (
+        r"\b(original|vanilla) transformers?\b|\btransformer (original|vanilla)\b|\battention is all you need\b",
+        " transformer attention vaswani ",
+    ),
     (r"\bu[\s_-]?nets?\b", " unet "),
     (r"\bseg[\s_-]?nets?\b", " segnet "),
     (r"\bencoder[\s_-]*decoders?\b", " encoder decoder "),
@@ -93,100 +99,174 @@ PHRASES: tuple[tuple[str, str], ...] = (
     (r"embeddings?", " embedding "),
 )
 
-# Snowball Spanish stem -> English terms ("" drops the word). See the module docstring.
-SPANISH_STEMS: dict[str, str] = {
+# Spanish word (folded) -> English terms ("" drops the word). Each word's Snowball Spanish stem maps too,
+# so the inflections of a listed word are understood (abandono -> abandonos, entrenar -> entrenando).
+SPANISH_WORDS: dict[str, str] = {
     # the subject itself
-    "abandon": "dropout",  # abandono, abandonos
-    "desactiv": "off",  # desactivar, desactivado ("switch off"); desactivación de neuronas is a PHRASE
-    "desact": "off",  # desactiva
-    "apag": "off",  # apagar, apagado, apaga
-    "activ": "active",  # activo, activa, activado, activación (activation is a PHRASE when 'función de')
-    "encend": "active",  # encendido
-    # generic words of every dropout question (English equivalents are stop words)
-    "cap": "",  # capa, capas
-    "red": "",  # red, redes
-    "neuronal": "",  # neuronal, neuronales
-    "neuron": "",  # neurona, neuronas
-    "coloc": "",  # colocar, coloco, colocarlas
-    "pon": "",  # poner, pone, ponen
-    "pong": "",  # pongo, ponga
-    "ubic": "",  # ubicar
-    "situ": "",  # situar
-    "met": "",  # meter
-    "us": "",  # usar, uso
-    "utiliz": "",  # utilizar
-    "aplic": "",  # aplicar (apply: as generic as 'use')
-    "deb": "",  # debo, debe, deberia
-    "deberi": "",  # debería
-    "pued": "",  # puedo, puede
-    "mejor": "",  # mejor (best)
-    "recomend": "",  # recomendado, recomendable
-    "recomi": "",  # recomienda
+    "abandono": "dropout",
+    "abandonos": "dropout",
+    "desactivar": "off",  # "switch off"; desactivación de neuronas is a PHRASE (dropout)
+    "desactiva": "off",
+    "desactivado": "off",
+    "apagar": "off",
+    "apaga": "off",
+    "apagado": "off",
+    "activo": "active",
+    "activa": "active",
+    "activado": "active",
+    "encendido": "active",
+    # generic words of every dropout question (their English equivalents are stop words)
+    "capa": "",
+    "capas": "",
+    "red": "",
+    "redes": "",
+    "neuronal": "",
+    "neuronales": "",
+    "neurona": "",
+    "neuronas": "",
+    "colocar": "",
+    "coloco": "",
+    "poner": "",
+    "pongo": "",
+    "pone": "",
+    "ubicar": "",
+    "situar": "",
+    "meter": "",
+    "usar": "",
+    "uso": "",
+    "usa": "",
+    "usan": "",
+    "utilizar": "",
+    "utilizo": "",
+    "aplicar": "",
+    "aplico": "",
+    "aplica": "",
+    "deberia": "",
+    "debo": "",
+    "debe": "",
+    "deben": "",
+    "puedo": "",
+    "puede": "",
+    "necesito": "",
+    "falta": "",  # hace falta = is needed
+    "conviene": "",
+    "mejor": "",
+    "recomienda": "",
+    "recomendable": "",
+    "recomendado": "",
+    "elegir": "",  # choose: as generic as 'use'
+    "elijo": "",
+    "escoger": "",
+    "escojo": "",
+    "sirve": "",
+    "normal": "normal",
     # architecture
     "convolucional": "conv",
-    "convolu": "conv",  # convolución
-    "recurrent": "rnn recurrent lstm",
+    "convolucionales": "conv",
+    "convolucion": "conv",
+    "recurrente": "rnn recurrent lstm",
+    "recurrentes": "rnn recurrent lstm",
     "atencion": "attention",
-    "agrup": "pooling",  # agrupación, agrupamiento
-    "normaliz": "normalization",
-    "lot": "batch",  # lote, lotes
-    "codif": "encoder",  # codificador
-    "decodif": "decoder",  # decodificador
-    "segment": "segmentation",  # segmentación
-    "incrust": "embedding",  # incrustación
-    "clasif": "classifier",  # clasificador, clasificación
-    "entrad": "input",
-    "sal": "output",  # salida
-    "ocult": "hidden",
-    "dens": "fc linear",  # densa
+    "agrupacion": "pooling",
+    "agrupamiento": "pooling",
+    "normalizacion": "normalization",
+    "lote": "batch",
+    "lotes": "batch",
+    "codificador": "encoder",
+    "decodificador": "decoder",
+    "segmentacion": "segmentation",
+    "semantica": "semantic",
+    "incrustacion": "embedding",
+    "clasificador": "classifier",
+    "clasificacion": "classifier",
+    "entrada": "input",
+    "salida": "output",
+    "oculta": "hidden",
+    "ocultas": "hidden",
+    "densa": "fc linear",
+    "densas": "fc linear",
     "lineal": "linear",
     "residual": "residual",
-    "profund": "depth",  # profundidad, profundo
-    "pes": "weight",  # peso, pesos
-    "imag": "image",  # imagen, imágenes
-    "text": "text",
-    "secuenci": "sequence",
-    "model": "model",
-    "grand": "large",
-    "pequen": "small",  # pequeño
-    "muestr": "sample",  # muestra, muestras
-    "parametr": "parameter",
+    "conexion": "connection",
+    "conexiones": "connection",
+    "profundidad": "depth",
+    "profunda": "depth",
+    "peso": "weight",
+    "pesos": "weight",
+    "imagen": "image",
+    "imagenes": "image",
+    "texto": "text",
+    "secuencia": "sequence",
+    "modelo": "model",
+    "modelos": "model",
+    "lenguaje": "language",
+    "grande": "large",
+    "grandes": "large",
+    "pequeno": "small",
+    "muestra": "sample",
+    "muestras": "sample",
+    "parametro": "parameter",
+    "parametros": "parameter",
+    "bloque": "block",
+    "bloques": "block",
+    "cabeza": "head",
     # training process
-    "entren": "training",  # entrenamiento, entrenar, entrenando
-    "evalu": "eval",
-    "inferent": "inference",  # inferencia
-    "predic": "prediction",
-    "valid": "validation",
-    "perd": "loss",  # pérdida
-    "prueb": "test",
-    "regulariz": "regularization",
-    "subajust": "underfitting",
-    "tas": "rate",  # tasa
-    "probabil": "rate",  # probabilidad
+    "entrenamiento": "training",
+    "entrenar": "training",
+    "entrenando": "training",
+    "entrena": "training",
+    "evaluacion": "eval",
+    "evaluar": "eval",
+    "inferencia": "inference",
+    "prediccion": "prediction",
+    "predicciones": "prediction",
+    "validacion": "validation",
+    "perdida": "loss",
+    "prueba": "test",
+    "regularizacion": "regularization",
+    "subajuste": "underfitting",
+    "tasa": "rate",
+    "probabilidad": "rate",
     "proporcion": "rate",
-    "porcentaj": "rate",
-    "epoc": "epoch",
-    "mod": "mode",  # modo
-    "cambi": "change",  # cambiar, cambio
-    "modific": "change",
-    "ajust": "change",  # ajustar (ajuste fino is a PHRASE)
-    "program": "schedule",  # programar, programa (de la tasa)
-    "calendari": "schedule",
+    "porcentaje": "rate",
+    "epoca": "epoch",
+    "epocas": "epoch",
+    "modo": "mode",
+    "cambiar": "change",
+    "cambio": "change",
+    "modificar": "change",
+    "ajustar": "change",
+    "programar": "schedule",
+    "programo": "schedule",
+    "calendario": "schedule",
     "menor": "lower",
     "mayor": "higher",
-    "alt": "high",
-    "baj": "low",
-    "aument": "increase",
-    "reduc": "reduce",
-    "disminu": "reduce",
+    "alta": "high",
+    "alto": "high",
+    "baja": "low",
+    "bajo": "low",
+    "aumentar": "increase",
+    "reducir": "reduce",
+    "disminuir": "reduce",
     "datos": "data",
-    "dat": "data",
     "precision": "accuracy",
     "exactitud": "accuracy",
-    "rendimient": "performance",
-    "anad": "add",  # añadir
-    "agreg": "add",
-    "sum": "add",
+    "rendimiento": "performance",
+    "anadir": "add",
+    "agregar": "add",
+    "combinar": "combine",
+    "juntos": "together",
+    "estimar": "estimate",
+    "estimo": "estimate",
+    "medir": "measure",
+    "cargar": "load",
+    "cargado": "load",
+    "queda": "stay",
+    "quedar": "stay",
+    "sigue": "still",
+    "todavia": "still",
+    "aun": "still",
+    "congelado": "frozen",
 }
 
 # Folded surface forms. English: function words and generic dropout-question words. Spanish: function words.
@@ -199,6 +279,8 @@ this those through to too under until up upon use used uses using very was we we
 which while who whom why will with would you your yours
 place placed placing put puts putting go goes going layer layers network networks neural net nets
 best good better way ways recommended recommend advice guideline guidelines general thing things
+seem seems seemed look looks looking like kind sort already matter matters really actually just even
+need needs needed necessary
 """
 _SPANISH_STOP = """
 a al algo algun alguna algunas alguno algunos ante antes aquel aquella aquellas aquello aquellos aqui asi
@@ -214,3 +296,24 @@ STOP_WORDS: frozenset[str] = frozenset((_ENGLISH_STOP + _SPANISH_STOP).split())
 
 # Terms (after stemming) that every dropout question shares; alone they ask for the overview.
 GENERIC_TERMS: frozenset[str] = frozenset({"dropout"})
+
+# Terms (after stemming) that name dropout or one of its kinds. A question without any of them is about
+# something else unless one entry covers nearly all of it (see advisor.qa).
+DROPOUT_TERMS: frozenset[str] = frozenset(
+    {
+        "dropout",
+        "drop",
+        "droppath",
+        "stochasticdepth",
+        "spatialdropout",
+        "alphadropout",
+        "mcdropout",
+        "keepprob",
+        "dropblock",
+        "dropconnect",
+    }
+)
+
+# Terms (after stemming) that name a category of recommendations. A question whose only specific term is
+# one of them ("what dropout rate should I use?") gets that category's entries, like the overview.
+CATEGORY_TERMS: dict[str, str] = {"rate": "rate"}
