@@ -101,7 +101,11 @@ class QAResult(_M):
             ]
         if self.status == "no-match":
             if not self.closest:
-                out += ["Nothing in the knowledge base matches. Try other words, or 'dropout-advisor list'.", ""]
+                out += [
+                    "**No entry answers this question.** Nothing in the knowledge base matches its words. "
+                    "Try other words, or `dropout-advisor list`.",
+                    "",
+                ]
                 return "\n".join(out)
             best = max(r.coverage for r in self.closest)
             out += [

@@ -3,7 +3,9 @@
 How text becomes search terms (the same for the knowledge base and for a question):
 
 1. Fold: Unicode NFKD, combining marks dropped, lower case (``"¿Dónde?"`` -> ``"¿donde?"``).
-2. Rewrite the phrases of :data:`advisor.thesaurus.PHRASES` (``normalización por lotes`` -> ``batchnorm``).
+2. Rewrite the phrases of :data:`advisor.thesaurus.PHRASES` (``normalización por lotes`` -> ``batchnorm``),
+   in one left-to-right pass: where two phrases start at the same place the earlier one in the table wins,
+   and a rewritten phrase is never rewritten again.
 3. Split into words. Identifiers joined by ``-`` or ``_`` stay whole (``EN-DE`` -> ``en-de``, never ``en``
    and ``de``); their parts of three or more letters are kept as well (``weight-drop`` -> ``weight``,
    ``drop``). Decimal numbers keep their point (``0.5``).
@@ -40,8 +42,13 @@ _JOINER = re.compile(r"[-_]")
 
 
 @functools.cache
-def _phrases() -> list[tuple[re.Pattern[str], str]]:
-    return [(re.compile(pattern), replacement) for pattern, replacement in PHRASES]
+def _phrase_pattern() -> re.Pattern[str]:
+    """All PHRASES as one alternation, so a rewrite is never rewritten again and one regex is compiled."""
+    return re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(PHRASES)))
+
+
+def _rewrite(match: re.Match[str]) -> str:
+    return PHRASES[int(str(match.lastgroup)[1:])][1]
 
 
 @functools.cache
@@ -83,9 +90,7 @@ def fold(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """Folded, phrase-rewritten words of ``text`` (steps 1 to 4 of the module docstring), not yet stemmed."""
-    low = fold(text)
-    for pattern, replacement in _phrases():
-        low = pattern.sub(replacement, low)
+    low = _phrase_pattern().sub(_rewrite, fold(text))
     return [w for w in _WORD.findall(low) if len(w) > 1 and w not in STOP_WORDS]
 
 

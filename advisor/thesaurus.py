@@ -26,7 +26,7 @@ generic ("where should dropout go?") gets the overview of each family's leading 
 
 from __future__ import annotations
 
-# (pattern, replacement) applied in order to folded text. Patterns are compiled lazily by the search.
+# (pattern, replacement) over folded text, in one pass: where two start at the same place, the earlier wins.
 PHRASES: tuple[tuple[str, str], ...] = (
     # ---- Spanish multi-word terms (before the English ones, which would split them) ----
     (r"\bcapas? de (abandono|dropout|desactivacion)\b", " dropout "),
