@@ -224,8 +224,7 @@ def _findings(idx: Index, kb: KnowledgeBase, hits: list[Hit], terms: list[str]) 
         if h.kind != "citation":
             continue
         c = kb.citations[h.key]
-        for f in c.findings:
-            text = set(idx.terms(f"{f.where} {f.kind} {f.quote or ''} {f.note or ''}"))
+        for f, text in zip(c.findings, idx.passages[c.key], strict=True):
             overlap = len(q & text)
             if overlap == 0:
                 continue

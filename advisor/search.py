@@ -4,8 +4,7 @@ How text becomes search terms (the same for the knowledge base and for a questio
 
 1. Fold: Unicode NFKD, combining marks dropped, lower case (``"¿Dónde?"`` -> ``"¿donde?"``).
 2. Rewrite the phrases of :data:`advisor.thesaurus.PHRASES` (``normalización por lotes`` -> ``batchnorm``),
-   in one left-to-right pass: where two phrases start at the same place the earlier one in the table wins,
-   and a rewritten phrase is never rewritten again.
+   in table order; a rewritten phrase is never rewritten again by a later entry.
 3. Split into words. Identifiers joined by ``-`` or ``_`` stay whole (``EN-DE`` -> ``en-de``, never ``en``
    and ``de``); their parts of three or more letters are kept as well (``weight-drop`` -> ``weight``,
    ``drop``). Decimal numbers keep their point (``0.5``).
@@ -35,20 +34,51 @@ from advisor.thesaurus import PHRASES, SPANISH_WORDS, STOP_WORDS
 
 if TYPE_CHECKING:
     from advisor.knowledge import KnowledgeBase
-    from advisor.schema import Citation, Recommendation
+    from advisor.schema import Citation, Finding, Recommendation
 
 _WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9]+(?:[-_][a-z0-9]+)*")
 _JOINER = re.compile(r"[-_]")
 
 
+_REGEX_SYNTAX = set("[](){}|\\.^$*+?")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The letters every match of ``pattern`` starts with: ``"capas? de"`` -> ``"capa"``."""
+    prefix = ""
+    for i, ch in enumerate(pattern):
+        if ch in _REGEX_SYNTAX:
+            return prefix[:-1] if ch in "?*{" and prefix else prefix
+        prefix += ch
+        if i + 1 == len(pattern):
+            return prefix
+    return prefix
+
+
 @functools.cache
-def _phrase_pattern() -> re.Pattern[str]:
-    """All PHRASES as one alternation, so a rewrite is never rewritten again and one regex is compiled."""
-    return re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(PHRASES)))
+def _phrases() -> list[tuple[str, str, str]]:
+    """(literal prefix, pattern, replacement) for every alternative of PHRASES.
+
+    Replacements are written in upper case: the (lower-case) patterns after them can never match them.
+    A pattern is compiled only once its prefix occurs in a text, so a short question compiles few.
+    """
+    return [(literal_prefix(alt), alt, replacement.upper()) for alts, replacement in PHRASES for alt in alts]
 
 
-def _rewrite(match: re.Match[str]) -> str:
-    return PHRASES[int(str(match.lastgroup)[1:])][1]
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _rewrite(text: str, pattern: re.Pattern[str], replacement: str) -> str:
+    """Replace the matches of ``pattern`` that start a word (the patterns carry no leading ``\\b``, which
+    would stop the regex engine from scanning for their first letters)."""
+
+    def at_word_start(m: re.Match[str]) -> str:
+        start = m.start()
+        return m.group(0) if start and text[start - 1].isalnum() else replacement
+
+    return pattern.sub(at_word_start, text)
 
 
 @functools.cache
@@ -57,6 +87,11 @@ def _stemmers() -> tuple[Any, Any]:
     import snowballstemmer
 
     return snowballstemmer.stemmer("english"), snowballstemmer.stemmer("spanish")
+
+
+@functools.cache
+def _english_stem(word: str) -> str:
+    return str(_stemmers()[0].stemWord(word))
 
 
 @functools.cache
@@ -84,14 +119,19 @@ def spanish_stem_conflicts() -> dict[str, list[str]]:
 
 def fold(text: str) -> str:
     """Lower case without accents or other combining marks: ``"Agrupación"`` -> ``"agrupacion"``."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
 
 
 def words(text: str) -> list[str]:
     """Folded, phrase-rewritten words of ``text`` (steps 1 to 4 of the module docstring), not yet stemmed."""
-    low = _phrase_pattern().sub(_rewrite, fold(text))
-    return [w for w in _WORD.findall(low) if len(w) > 1 and w not in STOP_WORDS]
+    low = fold(text)
+    for prefix, pattern, replacement in _phrases():
+        if prefix in low:
+            low = _rewrite(low, _compiled(pattern), replacement)
+    return [w for w in _WORD.findall(low.lower()) if len(w) > 1 and w not in STOP_WORDS]
 
 
 @dataclass(frozen=True)
@@ -109,15 +149,22 @@ class Hit:
 class Index:
     """BM25 over documents ``(kind, key, title, snippet, text)``; picklable, so it is cached with the KB."""
 
-    def __init__(self, docs: list[tuple[str, str, str, str, str]]) -> None:
+    def __init__(
+        self, docs: list[tuple[str, str, str, str, str]], passages: dict[str, list[str]] | None = None
+    ) -> None:
+        """``passages``: texts inside a document (a source's findings) whose terms are kept, by document key."""
         self.docs = docs
         doc_words = [words(text) for *_, text in docs]
         # Every word the (English) knowledge base uses: such a word is never read as Spanish.
         self.vocab: frozenset[str] = frozenset(w for ws in doc_words for w in ws)
         self.memo: dict[str, tuple[str, ...]] = {}
+        self.spanish_stems = spanish_stem_map()  # kept with the cached index: no recomputation per question
         self.tfs = [Counter(self._terms_of(ws)) for ws in doc_words]
         for word in SPANISH_WORDS:  # so that common Spanish words never need the stemmers at query time
             self._word_terms(word)
+        self.passages: dict[str, list[frozenset[str]]] = {
+            key: [frozenset(self.terms(text)) for text in texts] for key, texts in (passages or {}).items()
+        }
         self.lens = [sum(tf.values()) for tf in self.tfs]
         self.avg = (sum(self.lens) / len(self.lens)) if self.lens else 1.0
         df: Counter[str] = Counter()
@@ -155,14 +202,13 @@ class Index:
         return tuple(self._stem_simple(word))
 
     def _stem_simple(self, word: str) -> list[str]:
-        english, spanish = _stemmers()
         if word not in self.vocab:
             mapped = SPANISH_WORDS.get(word)
             if mapped is None:
-                mapped = spanish_stem_map().get(spanish.stemWord(word))
+                mapped = self.spanish_stems.get(_stemmers()[1].stemWord(word))
             if mapped is not None:
-                return [english.stemWord(t) for t in mapped.split()]
-        return [english.stemWord(word)]
+                return [_english_stem(t) for t in mapped.split()]
+        return [_english_stem(word)]
 
     def weight(self, term: str) -> float:
         """The term's inverse document frequency; terms no document contains get the largest weight."""
@@ -236,6 +282,11 @@ def _citation_index(kb: KnowledgeBase) -> Index:
     return Index(docs)
 
 
+def finding_text(f: Finding) -> str:
+    """The text of one finding that a question is matched against."""
+    return f"{f.where} {f.kind} {f.quote or ''} {f.note or ''}"
+
+
 def _knowledge_index(kb: KnowledgeBase) -> Index:
     docs = []
     for r in kb.active():
@@ -244,4 +295,6 @@ def _knowledge_index(kb: KnowledgeBase) -> Index:
     for c in kb.citations.values():
         head, body = _cit_text(c)
         docs.append(("citation", c.key, c.title, f"{', '.join(c.authors[:3])} {c.year}", f"{head} {body}"))
-    return Index(docs)
+    # Each finding's terms, so that answers rank findings without tokenizing them at question time.
+    passages = {c.key: [finding_text(f) for f in c.findings] for c in kb.citations.values()}
+    return Index(docs, passages)

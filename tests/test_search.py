@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from advisor.cli import app
-from advisor.search import Index, fold, knowledge_index, spanish_stem_conflicts, words
+from advisor.search import Index, fold, knowledge_index, literal_prefix, spanish_stem_conflicts, words
+from advisor.thesaurus import PHRASES
 
 QUESTIONS = tomllib.loads((Path(__file__).with_name("qa_questions.toml")).read_text(encoding="utf-8"))["question"]
 
@@ -186,3 +188,23 @@ def test_refs_search_json_keeps_its_keys(runner):
     payload = json.loads(runner.invoke(app, ["refs", "search", "batch norm", "--format", "json"]).stdout)
     assert {"schema_version", "query", "hits", "recommendations"} <= set(payload)
     assert {"kind", "key", "title", "score", "snippet"} <= set(payload["hits"][0])
+
+
+def test_short_spanish_function_words_are_not_index_terms(idx):
+    # The knowledge base says "EN-DE"; its index must not contain "en" or "de" on their own.
+    assert "en-de" in idx.idf
+    assert {"en", "de", "la", "el"}.isdisjoint(idx.idf)
+
+
+def test_every_phrase_starts_with_its_literal_prefix():
+    samples = [q["text"] for q in QUESTIONS] + [
+        "capas de abandono, capa de dropout, max-pooling, BatchNorm2d, U-Net, self-attention, GPT-2, L2 penalty"
+    ]
+    for alternatives, _ in PHRASES:
+        for pattern in alternatives:
+            prefix = literal_prefix(pattern)
+            assert prefix, pattern
+            for text in samples:
+                folded = fold(text)
+                for m in re.finditer(pattern, folded):
+                    assert folded[m.start() :].startswith(prefix), (pattern, folded)
