@@ -341,9 +341,8 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
     except Exception:
         pass
     kb = load(root)
-    from advisor.search import citation_index, knowledge_index
+    from advisor.search import knowledge_index
 
-    citation_index(kb)
     knowledge_index(kb)  # built once, then served from the cache with the knowledge base
     _write_cache(path, kb)
     return kb

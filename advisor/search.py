@@ -155,13 +155,17 @@ class Index:
         """``passages``: texts inside a document (a source's findings) whose terms are kept, by document key."""
         self.docs = docs
         doc_words = [words(text) for *_, text in docs]
-        # Every word the (English) knowledge base uses: such a word is never read as Spanish.
-        self.vocab: frozenset[str] = frozenset(w for ws in doc_words for w in ws)
-        self.memo: dict[str, tuple[str, ...]] = {}
+        # Every word the (English) knowledge base uses, with its terms: such a word is never read as Spanish.
         self.spanish_stems = spanish_stem_map()  # kept with the cached index: no recomputation per question
-        self.tfs = [Counter(self._terms_of(ws)) for ws in doc_words]
-        for word in SPANISH_WORDS:  # so that common Spanish words never need the stemmers at query time
+        self.vocab: dict[str, tuple[str, ...]] = dict.fromkeys((w for ws in doc_words for w in ws), ())
+        for word in self.vocab:
+            self.vocab[word] = self._stem_word(word)
+        # Terms of other words seen: the thesaurus's Spanish words now (so common Spanish words never need
+        # the stemmers at question time), a question's new words later.
+        self.memo: dict[str, tuple[str, ...]] = {}
+        for word in SPANISH_WORDS:
             self._word_terms(word)
+        self.tfs = [Counter(self._terms_of(ws)) for ws in doc_words]
         self.passages: dict[str, list[frozenset[str]]] = {
             key: [frozenset(self.terms(text)) for text in texts] for key, texts in (passages or {}).items()
         }
@@ -187,7 +191,9 @@ class Index:
         return out
 
     def _word_terms(self, word: str) -> tuple[str, ...]:
-        cached = self.memo.get(word)
+        cached = self.vocab.get(word)
+        if cached is None:
+            cached = self.memo.get(word)
         if cached is None:
             cached = self.memo[word] = self._stem_word(word)
         return cached
@@ -196,13 +202,13 @@ class Index:
         if _JOINER.search(word):
             parts = [p for p in _JOINER.split(word) if len(p) >= 3 and p not in STOP_WORDS]
             out = [_JOINER.sub("-", word)]
-            for part in parts:
-                out.extend(self._stem_simple(part))
+            for part in parts:  # the parts of an identifier the knowledge base uses are English too
+                out.extend(self._stem_simple(part, english=word in self.vocab))
             return tuple(out)
         return tuple(self._stem_simple(word))
 
-    def _stem_simple(self, word: str) -> list[str]:
-        if word not in self.vocab:
+    def _stem_simple(self, word: str, english: bool = False) -> list[str]:
+        if not english and word not in self.vocab:
             mapped = SPANISH_WORDS.get(word)
             if mapped is None:
                 mapped = self.spanish_stems.get(_stemmers()[1].stemWord(word))
@@ -237,16 +243,9 @@ class Index:
         return scored[:limit]
 
 
-def citation_index(kb: KnowledgeBase) -> Index:
-    """The sources only (``refs search``)."""
-    if "citation_index" not in kb.derived:
-        kb.derived["citation_index"] = _citation_index(kb)
-    idx: Index = kb.derived["citation_index"]
-    return idx
-
-
 def knowledge_index(kb: KnowledgeBase) -> Index:
-    """Recommendations and citations together, for plain-language questions."""
+    """Recommendations and citations together: plain-language questions, and ``refs search`` (which keeps
+    the two kinds apart)."""
     if "knowledge_index" not in kb.derived:
         kb.derived["knowledge_index"] = _knowledge_index(kb)
     idx: Index = kb.derived["knowledge_index"]
@@ -274,14 +273,6 @@ def _cit_text(c: Citation) -> tuple[str, str]:
     return head, body
 
 
-def _citation_index(kb: KnowledgeBase) -> Index:
-    docs = []
-    for c in kb.citations.values():
-        head, body = _cit_text(c)
-        docs.append(("citation", c.key, c.title, f"{', '.join(c.authors[:3])} {c.year}", f"{head} {head} {body}"))
-    return Index(docs)
-
-
 def finding_text(f: Finding) -> str:
     """The text of one finding that a question is matched against."""
     return f"{f.where} {f.kind} {f.quote or ''} {f.note or ''}"
@@ -294,7 +285,7 @@ def _knowledge_index(kb: KnowledgeBase) -> Index:
         docs.append(("recommendation", r.id, r.title, r.summary, f"{head} {head} {body}"))
     for c in kb.citations.values():
         head, body = _cit_text(c)
-        docs.append(("citation", c.key, c.title, f"{', '.join(c.authors[:3])} {c.year}", f"{head} {body}"))
+        docs.append(("citation", c.key, c.title, f"{', '.join(c.authors[:3])} {c.year}", f"{head} {head} {body}"))
     # Each finding's terms, so that answers rank findings without tokenizing them at question time.
     passages = {c.key: [finding_text(f) for f in c.findings] for c in kb.citations.values()}
     return Index(docs, passages)

@@ -139,12 +139,13 @@ def refs_search(
 
     English or Spanish words; "dropout" is a search word like any other.
     """
-    from advisor.search import citation_index, knowledge_index
+    from advisor.search import knowledge_index
 
     kb = _kb()
     text = " ".join(query)
-    hits = citation_index(kb).query(text, limit=limit)
-    recs = [h for h in knowledge_index(kb).query(text, limit=10_000) if h.kind == "recommendation"][:limit]
+    ranked = knowledge_index(kb).query(text, limit=len(kb.citations) + len(kb.recommendations))
+    hits = [h for h in ranked if h.kind == "citation"][:limit]
+    recs = [h for h in ranked if h.kind == "recommendation"][:limit]
     if fmt is Format.json:
         emit_json(
             {
