@@ -300,11 +300,14 @@ def _check_recipes(kb: KnowledgeBase) -> list[Problem]:
 
 
 def _fingerprint(root: Path) -> str:
-    """Changes whenever a knowledge file, the schema, or the tool version changes."""
+    """Changes whenever a knowledge file, the schema, the search vocabulary, or the tool version changes."""
     from advisor import __version__
 
     h = hashlib.sha256(__version__.encode())
-    for path in [Path(__file__).with_name("schema.py"), *sorted(root.glob("*/*"))]:
+    here = Path(__file__)
+    # search.py and thesaurus.py decide the cached search indexes (advisor.search).
+    code = [here.with_name(name) for name in ("schema.py", "search.py", "thesaurus.py")]
+    for path in [*code, *sorted(root.glob("*/*"))]:
         st = path.stat()
         h.update(f"{path.parent.name}/{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:24]
@@ -338,9 +341,8 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
     except Exception:
         pass
     kb = load(root)
-    from advisor.search import citation_index, knowledge_index
+    from advisor.search import knowledge_index
 
-    citation_index(kb)
     knowledge_index(kb)  # built once, then served from the cache with the knowledge base
     _write_cache(path, kb)
     return kb

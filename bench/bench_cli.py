@@ -20,6 +20,7 @@ COMMANDS = {
     "explain DRP001": [sys.executable, "-m", "advisor", "explain", "DRP001"],
     "recommend --arch cnn": [sys.executable, "-m", "advisor", "recommend", "--arch", "cnn"],
     "ask 'before or after pooling?'": [sys.executable, "-m", "advisor", "ask", "before or after pooling?"],
+    "ask '¿Dónde va el dropout...?'": [sys.executable, "-m", "advisor", "ask", "¿Dónde va el dropout en una U-Net?"],
 }
 
 

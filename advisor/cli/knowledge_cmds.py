@@ -135,20 +135,37 @@ def refs_search(
     limit: int = typer.Option(10, "--limit", "-n", min=1, max=100, help="How many matches to show."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output format."),
 ) -> None:
-    """Ranked matches over titles, authors and findings."""
-    from advisor.search import citation_index
+    """Ranked matches over the sources (titles, authors, findings), then the recommendations that match.
+
+    English or Spanish words; "dropout" is a search word like any other.
+    """
+    from advisor.search import knowledge_index
 
     kb = _kb()
     text = " ".join(query)
-    hits = citation_index(kb).query(text, limit=limit)
+    ranked = knowledge_index(kb).query(text, limit=len(kb.citations) + len(kb.recommendations))
+    hits = [h for h in ranked if h.kind == "citation"][:limit]
+    recs = [h for h in ranked if h.kind == "recommendation"][:limit]
     if fmt is Format.json:
-        emit_json({"schema_version": 1, "query": text, "hits": [h.__dict__ for h in hits]})
+        emit_json(
+            {
+                "schema_version": 1,
+                "query": text,
+                "hits": [h.__dict__ for h in hits],
+                "recommendations": [h.__dict__ for h in recs],
+            }
+        )
         return
+    if not hits and not recs:
+        raise NotFoundError(
+            f"no source matches '{text}', and no recommendation does", hint="try fewer or more general words"
+        )
     if not hits:
-        raise NotFoundError(f"no source matches '{text}'", hint="try fewer or more general words")
+        ids = ", ".join(h.key for h in recs)
+        sys.stderr.write(f"no source matches '{text}'; {len(recs)} recommendation(s) do: {ids}\n")
     from advisor.views import search_rows
 
-    search_rows(hits, kb)
+    search_rows(hits + recs, kb)
 
 
 @refs_app.command("bibtex")
