@@ -611,6 +611,4 @@ def _owner_rank(parent: str, owner: str) -> int | None:
         return 0
     if parent and owner.startswith(parent + "."):
         return 1 + owner[len(parent) :].count(".")
-    if owner and parent.startswith(owner + ".") and parent[len(owner) + 1 :].count(".") == 0:
-        return 10  # the call is made one level up (the holder's grandparent)
     return None
