@@ -167,6 +167,7 @@ def test_an_exported_program_object_is_audited_through_its_module():
     assert slugs(audit(program, torch.randn(4, 16))) == ["frozen-graph-dropout"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torch_script_follows_the_mode_and_is_not_flagged():
     scripted = torch.jit.script(SmallHead())
     report = audit(scripted, torch.randn(4, 16))

@@ -5,9 +5,9 @@ Some modules keep the rate as a number (``self.attention_dropout = config.attent
 forward forgets it, the setting silently does nothing (a configured rate that reproduces none of the
 paper's regularization). A rate counts as used when a dropout with that probability runs in the train-mode
 forward inside the module (its children included) or in its parent; a drop-path rate (``drop_path_rate``)
-also counts as used when a drop-path of at most that rate runs inside it (linear depth schedules), and any
-rate counts as used when the module draws its own masks (``torch.rand``/``bernoulli_``). Dropout modules
-that never run are ``dropout-never-called``.
+also counts as used when a drop-path of at most that rate, or a hand-written mask, runs inside it (linear depth
+schedules), and any rate counts as used when the module draws its own masks (``torch.rand``/``bernoulli_``). Dropout
+modules that never run are ``dropout-never-called``.
 
 Must flag::
 
@@ -49,8 +49,8 @@ def _used(ctx: Analysis, path: str, name: str, value: float, ran: list[SiteAcc])
     parent = path.rpartition(".")[0] if path else None
     for s in ran:
         inside = _inside(s.module, path) or (s.rate_from is not None and _inside(s.rate_from, path))
-        if s.source == "random" and s.module == path:
-            return True
+        if s.source == "random" and (s.module == path or (inside and _SCHEDULE_NAME.search(name))):
+            return True  # hand-written masks: their rate cannot be read, the module does draw them
         if s.p is None:
             continue
         if (inside or s.module == parent) and abs(s.p - value) < _EPS:
