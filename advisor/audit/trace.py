@@ -577,6 +577,13 @@ class Tracer:
         self.failure_stack: list[tuple[str, nn.Module, list[tuple[int, ...]]]] = []
         self.spans: dict[str, list[Span]] = {}
         self.behaviour: dict[str, set[str]] = {}
+        self._candidate: dict[int, bool] = {}
+
+    def candidate(self, m: nn.Module) -> bool:
+        hit = self._candidate.get(id(m))
+        if hit is None:
+            hit = self._candidate[id(m)] = is_candidate(m)
+        return hit
 
     # -- helpers --
     def _producers(self, tensors: list[torch.Tensor]) -> list[int]:
@@ -633,7 +640,7 @@ class Tracer:
                         in_shapes=frame.in_shapes,
                     )
                     frame.event = ev.idx
-                if inputs and is_candidate(module):
+                if inputs and self.candidate(module):
                     x = inputs[0]
                     if not x.is_meta and (x.is_floating_point() or x.is_complex()) and x.numel() <= 50_000_000:
                         frame.probe = x.detach().clone()
@@ -666,7 +673,7 @@ class Tracer:
             if frame.span is not None:
                 frame.span.end = len(self.events)
                 frame.span.out_producers = [self.producer.get(id(t), -2) for t in iter_tensors(output)]
-                if is_candidate(module):
+                if self.candidate(module):
                     self.behaviour.setdefault(frame.path, set()).add(self._probe(frame, output))
             if self.fingerprint:
                 outs = self._snap(list(iter_tensors(output)))
