@@ -610,3 +610,26 @@ def test_in_place_first_layers_do_not_change_the_callers_input():
     x = X16.clone()
     audit(nn.Sequential(nn.Dropout(0.5, inplace=True), nn.Linear(16, 2)), x)
     assert torch.equal(x, X16)
+
+
+# ---- the registry ---------------------------------------------------------------------------------
+
+
+def test_every_rule_module_declares_its_slug_id_severity_examples_and_check():
+    from advisor.audit.rules import RULES, SLUGS
+
+    assert len({r.SLUG for r in RULES}) == len(RULES) == len(SLUGS)
+    for rule in RULES:
+        assert rule.SEVERITY in ("error", "warning", "info"), rule.__name__
+        assert rule.ID.startswith("DRP") and len(rule.ID) == 6, rule.__name__
+        doc = rule.__doc__ or ""
+        assert doc.startswith(f"{rule.SLUG} ({rule.ID}"), rule.__name__
+        assert "Must flag::" in doc and "Must not flag::" in doc, rule.__name__
+        assert callable(rule.check), rule.__name__
+
+
+def test_the_v01_import_path_of_the_analysis_still_works():
+    from advisor.audit.analysis import Analysis
+    from advisor.audit.rules import Analysis as Legacy
+
+    assert Legacy is Analysis
