@@ -472,3 +472,16 @@ def test_include_third_party_flag_restores_the_severity(runner, tmp_path, monkey
     assert quiet.exit_code == 0 and "info    DRP307" in quiet.stdout and "fakelib_cli" in quiet.stdout
     loud = audit(runner, f"{model}:build", "-s", "4,16", "--include-third-party")
     assert loud.exit_code == 1 and "warning DRP307" in loud.stdout
+
+
+def test_an_error_in_the_models_code_is_not_blamed_on_the_input(runner, tmp_path):
+    file = _write(
+        tmp_path,
+        "bad.py",
+        "import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 4)\n\n    def forward(self, x):\n"
+        "        raise RuntimeError('the cache was not initialised')\n",
+    )
+    result = audit(runner, f"{file}:Net", "-s", "2,4")
+    assert_usage_error(result, "the cache was not initialised", "model's code")
+    assert "--input-shape" not in result.stderr.split("hint:")[1]

@@ -268,10 +268,10 @@ def _audit_frozen(
                 "find the random op in the original nn.Module (audit it), then trace or export it again",
             )
         )
-    mode = "in eval mode" if switchable else "as given (its mode cannot be switched: eval() is not supported)"
+    mode = "in eval mode" if switchable else "as given, since its mode cannot be switched (eval() is not supported)"
     notes.append(
-        f"a {kind}: a frozen graph, audited as what it is: {len(nodes)} dropout node(s) read from the graph and "
-        f"two forwards {mode} compared; the placement rules need the original nn.Module"
+        f"a {kind} is a frozen graph and was audited as one: {len(nodes)} dropout node(s) read from the graph, "
+        f"two forwards run {mode} and compared; the placement rules need the original nn.Module"
     )
     sites = [
         Site(
