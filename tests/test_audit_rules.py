@@ -633,3 +633,14 @@ def test_the_v01_import_path_of_the_analysis_still_works():
     from advisor.audit.rules import Analysis as Legacy
 
     assert Legacy is Analysis
+
+
+def test_elementwise_dropout_on_a_one_by_one_map_is_not_flagged():
+    # torchvision inception_v3, timm dla/dpn/vgg heads: dropout after global pooling on (N, C, 1, 1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Conv2d(8, 4, 1))
+    assert audit(model, IMG).findings == []
+
+
+def test_elementwise_dropout_on_a_real_feature_map_is_still_flagged():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.2), nn.Conv2d(8, 4, 1))
+    assert [f.slug for f in audit(model, IMG).findings] == ["elementwise-dropout-on-feature-maps"]

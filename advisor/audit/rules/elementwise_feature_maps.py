@@ -8,6 +8,7 @@ Must not flag::
 
     nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout2d(0.2))
     nn.Dropout(0.0) anywhere: a rate of 0 drops nothing
+    nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Flatten())   # (N, C, 1, 1): a channel per element
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def check(ctx: Analysis) -> None:
             shape = next((dc.in_shape for dc in acc.drop_calls if dc.in_shape), None) or (
                 ev.in_shapes[0] if ev.in_shapes else ()
             )
-            if len(shape) != 4:
-                continue
+            if len(shape) != 4 or all(d == 1 for d in shape[2:]):
+                continue  # one spatial position: each element is a whole channel, Dropout2d would change nothing
             if any(p.op == "conv" for p in ctx.back(e, _PASS_FEATURES)):
                 ctx.finding(
                     SLUG,
