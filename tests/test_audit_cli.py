@@ -354,3 +354,134 @@ def test_a_rate_torch_refuses_to_build_is_reported_as_a_finding(runner, tmp_path
     result = audit(runner, f"{f}:net", "-s", "2,4")
     assert result.exit_code == 1, result.stderr
     assert "rate-out-of-range" in result.stdout and "1.5" in result.stdout
+
+
+# ---- v0.2: inputs too large, dtype hints, half-meta models, frozen graphs, third-party code ----------
+
+
+def test_an_input_too_large_to_allocate_is_refused_before_anything_is_built(runner):
+    result = audit(runner, target("clean.py", "Net"), "-s", "100000,100000,100000")
+    assert_usage_error(result, "100000,100000,100000", "GiB", "small input")
+
+
+def test_activations_too_large_are_refused_from_a_meta_estimate(runner, tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "MAX_ACTIVATION_BYTES", 2**20)
+    result = audit(runner, target("clean.py", "Net"), "-s", "64,3,64,64")
+    assert_usage_error(result, "of activations", "--device meta")
+
+
+def test_long_input_to_a_conv_model_hints_at_the_dtype_not_the_shape(runner):
+    result = audit(runner, target("clean.py", "Net"), "-s", "2,3,16,16", "--input-dtype", "long")
+    assert_usage_error(result, "Conv2d", "floating-point", "--input-dtype float")
+    assert "adjust --input-shape" not in result.stderr
+
+
+def _write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+HALF_META = """
+import torch
+import torch.nn as nn
+
+class MaskEmbedNet(nn.Module):
+    def __init__(self, d=8):
+        super().__init__()
+        self.mask_emb = nn.Parameter(torch.Tensor(d).uniform_())  # ignores torch.device('meta')
+        self.fc, self.drop = nn.Linear(d, d), nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.fc(self.drop(x + self.mask_emb))
+"""
+
+
+def test_a_half_meta_model_falls_back_to_the_cpu_under_auto(runner, tmp_path):
+    result = audit(runner, _write(tmp_path, "m.py", HALF_META) + ":MaskEmbedNet", "-s", "2,8")
+    assert result.exit_code == 0, result.stderr
+    assert "device: cpu" in result.stdout and "legacy torch.Tensor(n)" in result.stdout
+
+
+def test_a_half_meta_model_is_moved_to_meta_under_device_meta(runner, tmp_path):
+    result = audit(runner, _write(tmp_path, "m.py", HALF_META) + ":MaskEmbedNet", "-s", "2,8", "--device", "meta")
+    assert result.exit_code == 0, result.stderr
+    assert "device: meta" in result.stdout and "moved to meta" in result.stdout
+
+
+EXPORTED = """
+import torch
+import torch.nn as nn
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.drop, self.out = nn.Linear(16, 16), nn.Dropout(0.5), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.relu(self.fc(x))))
+
+def exported_in_train_mode():
+    return torch.export.export(Head().train(), (torch.randn(4, 16),)).module()
+
+def exported_in_eval_mode():
+    return torch.export.export(Head().eval(), (torch.randn(4, 16),)).module()
+"""
+
+
+def test_an_exported_program_in_train_mode_is_a_finding_not_a_traceback(runner, tmp_path):
+    file = _write(tmp_path, "exp.py", EXPORTED)
+    result = audit(runner, f"{file}:exported_in_train_mode", "-s", "4,16")
+    assert result.exit_code == 1, result.stderr
+    assert "error   DRP314 frozen-graph-dropout" in result.stdout
+    assert f"[{file}" in result.stdout or "exp.py:" in result.stdout  # points at the user's factory
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_exported_program_in_eval_mode_has_no_finding(runner, tmp_path):
+    file = _write(tmp_path, "exp.py", EXPORTED)
+    result = audit(runner, f"{file}:exported_in_eval_mode", "-s", "4,16")
+    assert result.exit_code == 0, result.stderr
+    assert "No findings." in result.stdout and "cannot be switched" in result.stdout
+
+
+THIRD_PARTY = """
+import torch.nn as nn
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.drop, self.fc = nn.Dropout(0.2), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def test_include_third_party_flag_restores_the_severity(runner, tmp_path, monkeypatch):
+    pkg = tmp_path / "site-packages" / "fakelib_cli"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(THIRD_PARTY)
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    model = _write(
+        tmp_path,
+        "user.py",
+        "import torch.nn as nn\nfrom fakelib_cli import Head\n\ndef build():\n    return nn.Sequential(Head())\n",
+    )
+    quiet = audit(runner, f"{model}:build", "-s", "4,16")
+    assert quiet.exit_code == 0 and "info    DRP307" in quiet.stdout and "fakelib_cli" in quiet.stdout
+    loud = audit(runner, f"{model}:build", "-s", "4,16", "--include-third-party")
+    assert loud.exit_code == 1 and "warning DRP307" in loud.stdout
+
+
+def test_an_error_in_the_models_code_is_not_blamed_on_the_input(runner, tmp_path):
+    file = _write(
+        tmp_path,
+        "bad.py",
+        "import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 4)\n\n    def forward(self, x):\n"
+        "        raise RuntimeError('the cache was not initialised')\n",
+    )
+    result = audit(runner, f"{file}:Net", "-s", "2,4")
+    assert_usage_error(result, "the cache was not initialised", "model's code")
+    assert "--input-shape" not in result.stderr.split("hint:")[1]

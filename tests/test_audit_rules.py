@@ -610,3 +610,37 @@ def test_in_place_first_layers_do_not_change_the_callers_input():
     x = X16.clone()
     audit(nn.Sequential(nn.Dropout(0.5, inplace=True), nn.Linear(16, 2)), x)
     assert torch.equal(x, X16)
+
+
+# ---- the registry ---------------------------------------------------------------------------------
+
+
+def test_every_rule_module_declares_its_slug_id_severity_examples_and_check():
+    from advisor.audit.rules import RULES, SLUGS
+
+    assert len({r.SLUG for r in RULES}) == len(RULES) == len(SLUGS)
+    for rule in RULES:
+        assert rule.SEVERITY in ("error", "warning", "info"), rule.__name__
+        assert rule.ID.startswith("DRP") and len(rule.ID) == 6, rule.__name__
+        doc = rule.__doc__ or ""
+        assert doc.startswith(f"{rule.SLUG} ({rule.ID}"), rule.__name__
+        assert "Must flag::" in doc and "Must not flag::" in doc, rule.__name__
+        assert callable(rule.check), rule.__name__
+
+
+def test_the_v01_import_path_of_the_analysis_still_works():
+    from advisor.audit.analysis import Analysis
+    from advisor.audit.rules import Analysis as Legacy
+
+    assert Legacy is Analysis
+
+
+def test_elementwise_dropout_on_a_one_by_one_map_is_not_flagged():
+    # torchvision inception_v3, timm dla/dpn/vgg heads: dropout after global pooling on (N, C, 1, 1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Conv2d(8, 4, 1))
+    assert audit(model, IMG).findings == []
+
+
+def test_elementwise_dropout_on_a_real_feature_map_is_still_flagged():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.2), nn.Conv2d(8, 4, 1))
+    assert [f.slug for f in audit(model, IMG).findings] == ["elementwise-dropout-on-feature-maps"]

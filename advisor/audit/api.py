@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from advisor.audit.config import AllowRule, coerce_allow, match
-from advisor.audit.report import SEVERITY_RANK, Finding, InputSpec, Location, Report, Summary
+from advisor.audit.report import SEVERITY_RANK, Finding, InputSpec, Location, Report, Site, Summary
 from advisor.errors import ModelLoadError, UsageError
 
 DETERMINISM = "eval_determinism"
@@ -55,30 +55,44 @@ def audit(
     target: str | None = None,
     notes: Iterable[str] = (),
     fallback_location: Location | None = None,
+    include_third_party: bool = False,
 ) -> Report:
     """Audit the dropout of a built ``nn.Module``.
 
     ``example_inputs`` is one tensor, a tuple/list of positional inputs, or a dict of keyword inputs.
     A model on the meta device gets its inputs moved there. ``allow`` takes ``MODULE_GLOB:RULE``
     entries (see :mod:`advisor.audit.config`); suppressed findings land in ``report.allowed``.
-    Raises :class:`ModelRunError` when the model rejects the inputs.
+    Findings whose fix lies in an installed package (torchvision, timm, transformers ...) are reported
+    as info, saying so, unless ``include_third_party``. TorchScript modules, ``torch.export`` programs
+    and other frozen graphs are audited as given (see :mod:`advisor.audit.frozen`); an
+    ``ExportedProgram`` is audited through its ``.module()``.
+    Raises :class:`ModelRunError` when the model rejects the inputs, :class:`UsageError` for a model
+    whose parameters are on several devices.
     """
     import torch
     import torch.nn as nn
 
-    from advisor.audit import rules as rl
+    from advisor.audit import frozen
     from advisor.audit import trace as tr
+    from advisor.audit.analysis import Analysis
 
+    if isinstance(model, torch.export.ExportedProgram):
+        model = model.module()
     if not isinstance(model, nn.Module):
         raise UsageError(
             f"audit() needs a torch.nn.Module, got {type(model).__name__}", hint="pass the built model, e.g. Net()"
         )
-    if isinstance(model, torch.jit.ScriptModule):
-        raise UsageError("TorchScript modules cannot be traced with hooks", hint="audit the eager nn.Module instead")
     allow_rules = coerce_allow(allow)
     device = _model_device(model)
     args, kwargs = _split_inputs(example_inputs, device)
+    kind = frozen.frozen_kind(model)
+    if kind is not None and kind != frozen.FX:
+        return _audit_frozen(
+            model, kind, args, kwargs, device, allow_rules, seed, target, list(notes), fallback_location
+        )
     paths = tr.module_paths(model)
+    unregistered = tr.unregistered_modules(model, paths)
+    paths.update({i: path for i, (path, _) in unregistered.items()})
     numeric = check_determinism and device.type != "meta"
 
     modes = [(m, m.training) for m in model.modules()]
@@ -87,8 +101,15 @@ def audit(
     passes = [("train", True, seed), ("eval", False, seed + 1)]
     if numeric:
         passes.append(("eval", False, seed + 2))
+    extra = [m for _, m in unregistered.values()]
     try:
-        with _quiet(), torch.no_grad(), _forked_rng(device), _device_ctx(device), tr.Hooks(model) as hooks:
+        with (
+            _quiet(),
+            torch.no_grad(),
+            _forked_rng(device),
+            _device_ctx(device),
+            tr.Hooks(model, extra) as hooks,
+        ):
             for name, training, pass_seed in passes:
                 _seed_all(pass_seed)
                 model.train(training)
@@ -106,30 +127,68 @@ def audit(
             m.training = was
         _restore_buffers(buffers)
 
-    analysis = rl.Analysis(
-        model, traces[0], traces[1], traces[2] if numeric else None, fallback_location=fallback_location
+    analysis = Analysis(
+        model,
+        traces[0],
+        traces[1],
+        traces[2] if numeric else None,
+        fallback_location=fallback_location,
+        unregistered=unregistered,
+        include_third_party=include_third_party,
     )
     analysis.run()
-
     report_notes = list(notes)
-    kb_note = rl.kb_note()
-    if kb_note:
-        report_notes.append(kb_note)
-    active, allowed = _apply_allow(analysis.findings, allow_rules)
-    used = {f.allowed_by for f in allowed}
-    for rule in allow_rules:
-        if str(rule) not in used:
-            report_notes.append(f"allow entry '{rule}' ({rule.source}) matched no finding")
-    order = {s.id: i for i, s in enumerate(analysis.sites)}
-    active.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order.get(f.site or "", 1 << 30), f.module, f.slug))
-    summary = Summary(allowed=len(allowed))
-    for f in active:
-        setattr(summary, f.severity, getattr(summary, f.severity) + 1)
+    if kind == frozen.FX:
+        report_notes.append(
+            "a torch.fx GraphModule: audited through its submodules; flags traced as constants stay as traced"
+        )
     checks = {
         "train_forward": "ran",
         "eval_forward": "ran",
         DETERMINISM: "ran" if numeric else (SKIPPED_META if device.type == "meta" else "skipped: turned off"),
     }
+    return _report(
+        model,
+        target,
+        device,
+        args,
+        kwargs,
+        checks,
+        report_notes,
+        analysis.site_models(),
+        analysis.findings,
+        allow_rules,
+    )
+
+
+def _report(
+    model: Any,
+    target: str | None,
+    device: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    checks: dict[str, str],
+    notes: list[str],
+    sites: list[Site],
+    findings: list[Finding],
+    allow_rules: list[AllowRule],
+) -> Report:
+    from advisor.audit import rules as rl
+    from advisor.audit import trace as tr
+
+    kb_note = rl.kb_note()
+    if kb_note:
+        notes.append(kb_note)
+    active, allowed = _apply_allow(findings, allow_rules)
+    used = {f.allowed_by for f in allowed}
+    for rule in allow_rules:
+        if str(rule) not in used:
+            notes.append(f"allow entry '{rule}' ({rule.source}) matched no finding")
+    order = {s.id: i for i, s in enumerate(sites)}
+    active.sort(key=lambda f: (-SEVERITY_RANK[f.severity], order.get(f.site or "", 1 << 30), f.module, f.slug))
+    summary = Summary(allowed=len(allowed))
+    for f in active:
+        setattr(summary, f.severity, getattr(summary, f.severity) + 1)
     return Report(
         target=target,
         model_class=type(model).__name__,
@@ -139,11 +198,110 @@ def audit(
             for t in list(tr.iter_tensors(args)) + list(tr.iter_tensors(kwargs))
         ],
         checks=checks,
-        notes=report_notes,
-        sites=analysis.site_models(),
+        notes=notes,
+        sites=sites,
         findings=active,
         allowed=allowed,
         summary=summary,
+    )
+
+
+def _audit_frozen(
+    model: Any,
+    kind: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    device: Any,
+    allow_rules: list[AllowRule],
+    seed: int,
+    target: str | None,
+    notes: list[str],
+    fallback_location: Location | None,
+) -> Report:
+    """A frozen graph, audited as given: its dropout nodes read from the graph, two forwards compared."""
+    import torch
+
+    from advisor.audit import frozen
+    from advisor.audit.rules import frozen_graph, nondeterministic, rule_info
+
+    nodes = frozen.graph_dropouts(model, kind)
+    was_training = model.training
+    switchable = frozen.switch_mode(model, False)
+    outs = []
+    try:
+        with _quiet(), torch.no_grad(), _forked_rng(device), _device_ctx(device):
+            for k in (1, 2):
+                _seed_all(seed + k)
+                try:
+                    outs.append(model(*_clone(args), **_clone(kwargs)))
+                except Exception as exc:
+                    raise _frozen_run_error(exc, kind, args, kwargs) from None
+    finally:
+        if switchable:
+            frozen.switch_mode(model, was_training)
+
+    def finding(slug: str, message: str, fix: str) -> Finding:
+        info = rule_info(slug)
+        return Finding(
+            rule_id=info.id,
+            slug=slug,
+            severity=info.severity,
+            title=info.title,
+            module="",
+            module_class=type(model).__name__,
+            message=message,
+            fix=fix,
+            citations=list(info.citations),
+            location=fallback_location,
+        )
+
+    findings = []
+    baked = [n for n in nodes if n.train is True and (n.p is None or n.p > 0)]
+    for node in baked:
+        findings.append(finding(frozen_graph.SLUG, *frozen_graph.message(kind, node)))
+    numeric = device.type != "meta"
+    if numeric and not baked and frozen.outputs_differ(outs[0], outs[1]):
+        findings.append(
+            finding(
+                nondeterministic.SLUG,
+                f"the {kind} is random in eval mode: two forwards on the same input gave different outputs.",
+                "find the random op in the original nn.Module (audit it), then trace or export it again",
+            )
+        )
+    mode = "in eval mode" if switchable else "as given, since its mode cannot be switched (eval() is not supported)"
+    notes.append(
+        f"a {kind} is a frozen graph and was audited as one: {len(nodes)} dropout node(s) read from the graph, "
+        f"two forwards run {mode} and compared; the placement rules need the original nn.Module"
+    )
+    sites = [
+        Site(
+            id=f"S{i}",
+            module=node.name,
+            module_class=type(model).__name__,
+            source="graph",
+            op=node.op,
+            kind="dropout",
+            p=None if node.p is None or node.p != node.p else node.p,
+            calls=1,
+            eval_calls=1 if node.train is True else 0,
+            input_shape=None,
+        )
+        for i, node in enumerate(nodes, 1)
+    ]
+    checks = {
+        "train_forward": "skipped: a frozen graph, its train mode is the one it was built in",
+        "eval_forward": "ran" if switchable else "ran as given (the mode cannot be switched)",
+        DETERMINISM: "ran" if numeric else SKIPPED_META,
+    }
+    return _report(model, target, device, args, kwargs, checks, notes, sites, findings, allow_rules)
+
+
+def _frozen_run_error(exc: BaseException, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ModelRunError:
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+    return ModelRunError(
+        f"the {kind} failed on input {describe_inputs(args, kwargs)}: {reason}",
+        "a traced or exported graph accepts only inputs like the example it was built with (shape, dtype)",
+        original=exc,
     )
 
 
@@ -162,13 +320,27 @@ def _apply_allow(findings: list[Finding], rules: list[AllowRule]) -> tuple[list[
 
 
 def _model_device(model: Any) -> Any:
+    """The one device every parameter and buffer is on; UsageError when they are spread over several."""
+    import itertools
+
     import torch
 
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    if not devices:
+        return torch.device("cpu")
+    if len(devices) == 1:
+        return next(iter(devices))
+    names = ", ".join(sorted(str(d) for d in devices))
+    if any(d.type == "meta" for d in devices):
+        raise UsageError(
+            f"the model is partly on the meta device ({names}): some tensors were created outside "
+            "`with torch.device('meta')` (the legacy torch.Tensor(n) constructor does that)",
+            hint="build it on the CPU, or move the rest to meta first: model.to('meta')",
+        )
+    raise UsageError(
+        f"the model's parameters and buffers are on several devices ({names})",
+        hint="move it to one device before auditing, e.g. model.to('cpu')",
+    )
 
 
 def _split_inputs(example_inputs: Any, device: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -309,6 +481,14 @@ def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str,
     stack = failure.stack
     layer = layer_class = None
     hint = "pass inputs of the shape and dtype the model expects (CLI: --input-shape, --input-dtype)"
+    cause = error_cause(exc)
+    if cause == "device":
+        hint = (
+            "the model's own tensors are on different devices, which is not about your input: "
+            "audit it on the CPU (--device cpu), or create every tensor under the model's device"
+        )
+    elif cause == "other":
+        hint = "the error comes from the model's code, not from the input's shape: fix it at the line above"
     if stack:
         path, module, in_shapes = stack[-1]
         layer, layer_class = path, type(module).__name__
@@ -317,7 +497,8 @@ def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str,
             where = f"layer '{path}' ({layer_class}, input {shown})"
         else:
             where = f"{layer_class}.forward"
-        hint = _shape_hint(path, module, exc, args) or hint
+        if cause in ("shape", "dtype"):
+            hint = _input_hint(path, module, exc, args, kwargs, cause) or hint
     else:
         where = f"{type(model).__name__}"
     message = f"the {mode}-mode forward on input {shapes} failed: {where} raised {reason}"
@@ -329,16 +510,55 @@ def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str,
     return ModelRunError(message, hint, layer=layer, layer_class=layer_class, original=exc)
 
 
-def _shape_hint(path: str, module: Any, exc: BaseException, args: tuple[Any, ...]) -> str | None:
+_DEVICE_ERRORS = ("on the same device", "is not on the expected device", "device meta", "meta tensor", "devices")
+_DTYPE_ERRORS = (
+    "scalar type",
+    "dtype",
+    "Input type (",
+    "not implemented for 'Long'",
+    "not implemented for 'Int'",
+    "Expected tensor for argument",
+)
+_SHAPE_ERRORS = ("shape", "size", "dimension", "must match", "xpected", "-D", "channels", "batched")
+
+
+def error_cause(exc: BaseException) -> str:
+    """What a forward's error is about, from its message: 'device', 'dtype', 'shape' or 'other'."""
+    text = str(exc)
+    if "index out of range" in text or "out of bounds" in text:
+        return "shape"  # token ids above the vocabulary: an input problem the shape hint covers
+    if any(k in text for k in _DEVICE_ERRORS):
+        return "device"
+    if any(k in text for k in _DTYPE_ERRORS):
+        return "dtype"
+    if any(k in text for k in _SHAPE_ERRORS) or isinstance(exc, (IndexError, ValueError)):
+        return "shape"
+    return "other"
+
+
+def _input_hint(
+    path: str, module: Any, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], cause: str
+) -> str | None:
     import torch
     import torch.nn as nn
 
+    from advisor.audit import trace as tr
+
     text = str(exc)
-    floats = any(isinstance(t, torch.Tensor) and t.is_floating_point() for t in args)
+    tensors = [t for t in [*tr.iter_tensors(args), *tr.iter_tensors(kwargs)] if isinstance(t, torch.Tensor)]
+    floats = any(t.is_floating_point() for t in tensors)
+    ints = any(not t.is_floating_point() for t in tensors)
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
         if floats or "Long" in text:
             return "token ids must be integers: pass --input-dtype long"
         return f"token ids must be below num_embeddings={module.num_embeddings}"
+    if cause == "dtype":
+        if ints:
+            return (
+                f"'{path}' ({type(module).__name__}) takes floating-point input, but the input is integer "
+                "(--input-dtype long): the shape is not the problem; use --input-dtype float for this input"
+            )
+        return "the model wants integer inputs (token ids): pass --input-dtype long"
     if isinstance(module, nn.Linear):
         return f"'{path}' (Linear) expects a last dimension of {module.in_features}; adjust --input-shape"
     if isinstance(module, nn.modules.conv._ConvNd):

@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import os
 import sys
 import traceback
@@ -317,6 +318,8 @@ def build(target: Target, kwargs: dict[str, Any], device: str) -> Any:
             f"building {target.display}() on {device} failed: {_reason(exc)}{_where(exc, prefer)}",
             hint="fix the error in the constructor, or check --kwargs",
         ) from None
+    if isinstance(model, torch.export.ExportedProgram):
+        model = model.module()  # audited as the frozen graph it is (see advisor.audit.frozen)
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"{target.display}() returned {type(model).__name__}, not a torch.nn.Module",
@@ -329,6 +332,66 @@ def weight_bytes(model: Any) -> int:
     return sum(t.numel() * t.element_size() for t in model.parameters()) + sum(
         t.numel() * t.element_size() for t in model.buffers()
     )
+
+
+#: the largest example input the audit builds: beyond it, refuse before allocating (issue 12)
+MAX_INPUT_BYTES = 2 * 2**30
+#: the activations the audit keeps alive in one traced forward (every tensor of the pass is kept)
+MAX_ACTIVATION_BYTES = 8 * 2**30
+
+
+def input_bytes(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str]) -> int:
+    """Bytes of the example inputs: float32 (4 bytes) or int64 token ids (8 bytes) per element."""
+    if len(dtypes) == 1:
+        dtypes = list(dtypes) * len(shapes)
+    return sum(math.prod(s) * (8 if d == "long" else 4) for s, d in zip(shapes, dtypes, strict=True))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def check_input_size(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str]) -> None:
+    """Refuse an example input too large to allocate, before anything is built (UsageError, exit 2)."""
+    total = input_bytes(shapes, dtypes)
+    if total > MAX_INPUT_BYTES:
+        shown = " ".join(",".join(map(str, s)) for s in shapes)
+        raise UsageError(
+            f"--input-shape {shown} needs {_gib(total)} for the example input alone (the audit allows "
+            f"{_gib(MAX_INPUT_BYTES)}), and a forward pass keeps several times that in activations",
+            hint="dropout placement does not depend on the size: audit a small input, e.g. batch 2 and the "
+            "smallest spatial or sequence size the model accepts (-s 2,3,32,32)",
+        )
+
+
+def estimate_activation_bytes(model: Any, shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str]) -> int | None:
+    """Bytes of every tensor one train-mode forward creates, measured on a meta copy of the inputs.
+
+    ``model`` must be on the meta device; None when the meta forward fails (the audit then finds out).
+    """
+    import torch
+
+    from advisor.audit import trace as tr
+
+    inputs = make_inputs(shapes, dtypes, model, "meta")
+    paths = tr.module_paths(model)
+    tracer = tr.Tracer(model, paths, fast_meta=True)
+    was = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.no_grad(), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.train(True)
+            trace = tracer.run(model, tuple(inputs), {}, training=True)
+    except Exception:
+        return None
+    finally:
+        for m, t in was:
+            m.training = t
+    total = 0
+    for ev in trace.events:
+        for shape in ev.out_shapes:
+            total += math.prod(shape) * 4
+    return total
 
 
 def make_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str], model: Any, device: str) -> list[Any]:
@@ -362,8 +425,13 @@ def audit_target(
     device: str = "auto",
     allow: Sequence[Any] = (),
     progress: Callable[[str], None] | None = None,
+    include_third_party: bool = False,
 ) -> Any:
-    """Resolve, build and audit a target; returns the Report. ``device``: auto, meta or cpu."""
+    """Resolve, build and audit a target; returns the Report. ``device``: auto, meta or cpu.
+
+    Raises UsageError (exit 2) for bad arguments and for an example input too large to allocate,
+    ModelLoadError for a target that cannot be imported, built or run.
+    """
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'", hint="choose auto, meta or cpu")
     if not shapes:
@@ -376,11 +444,12 @@ def audit_target(
             f"{len(dtypes)} --input-dtype values for {len(shapes)} --input-shape values",
             hint="give one --input-dtype for all inputs, or one per --input-shape",
         )
+    check_input_size(shapes, dtypes)
     kwargs = kwargs or {}
     say = progress or (lambda _msg: None)
     # print() in the user's module, constructor or forward is chatter: keep stdout for the report
     with contextlib.redirect_stdout(sys.stderr):
-        return _audit_target(spec, shapes, dtypes, kwargs, device, allow, say)
+        return _audit_target(spec, shapes, dtypes, kwargs, device, allow, say, include_third_party)
 
 
 def _audit_target(
@@ -391,6 +460,7 @@ def _audit_target(
     device: str,
     allow: Sequence[Any],
     say: Callable[[str], None],
+    include_third_party: bool,
 ) -> Any:
     from advisor.audit.api import ModelRunError, audit
 
@@ -406,6 +476,7 @@ def _audit_target(
             target=spec,
             notes=notes,
             fallback_location=target.location,
+            include_third_party=include_third_party,
         )
 
     if device == "cpu":
@@ -419,10 +490,36 @@ def _audit_target(
             raise
         notes.append(f"the model could not be built on the meta device ({exc.message.splitlines()[0]}); ran on CPU")
         return run(build(target, kwargs, "cpu"), "cpu")
-    if _is_meta(model) is False:
+    placement = _placement(model)
+    if placement == "mixed":
+        # the legacy torch.Tensor(n) constructor ignores `with torch.device('meta')` (wav2vec2, SEW-D, XLNet)
+        if device == "meta":
+            notes.append(
+                "some parameters or buffers were created outside the meta device (the legacy torch.Tensor(n) "
+                "constructor); they were moved to meta"
+            )
+            return run(model.to("meta"), "meta")
+        notes.append(
+            "the model is only partly built on the meta device (some tensors are made with the legacy "
+            "torch.Tensor(n) constructor, which ignores it); ran on CPU"
+        )
+        del model
+        return run(build(target, kwargs, "cpu"), "cpu")
+    if placement == "real":
         # a prebuilt instance, or a factory that places its own tensors: audit it where it lives
         return run(model, "cpu")
-    if device == "auto" and weight_bytes(model) < AUTO_CPU_BYTES:
+    to_cpu = device == "auto" and weight_bytes(model) < AUTO_CPU_BYTES
+    if to_cpu and input_bytes(shapes, dtypes) > 2**20:
+        estimate = estimate_activation_bytes(model, shapes, dtypes)
+        if estimate is not None and estimate > MAX_ACTIVATION_BYTES:
+            shown = " ".join(",".join(map(str, s)) for s in shapes)
+            raise UsageError(
+                f"--input-shape {shown} makes about {_gib(estimate)} of activations in one forward pass "
+                f"(measured on the meta device; the audit allows {_gib(MAX_ACTIVATION_BYTES)})",
+                hint="dropout placement does not depend on the size: use a smaller batch or input, "
+                "or audit on the meta device (--device meta), which allocates nothing",
+            )
+    if to_cpu:
         # small enough to hold: real values let the audit compare two eval outputs
         del model
         return run(build(target, kwargs, "cpu"), "cpu")
@@ -438,9 +535,13 @@ def _audit_target(
         return run(build(target, kwargs, "cpu"), "cpu")
 
 
-def _is_meta(model: Any) -> bool | None:
-    for t in model.parameters():
-        return bool(t.is_meta)
-    for t in model.buffers():
-        return bool(t.is_meta)
-    return None
+def _placement(model: Any) -> str:
+    """'meta' (every parameter and buffer on meta), 'mixed', 'real' (none on meta) or 'empty'."""
+    import itertools
+
+    metas = {bool(t.is_meta) for t in itertools.chain(model.parameters(), model.buffers())}
+    if not metas:
+        return "empty"
+    if metas == {True}:
+        return "meta"
+    return "mixed" if True in metas else "real"

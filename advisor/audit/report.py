@@ -37,8 +37,11 @@ class Site(_Model):
     id: str = Field(description="S1, S2, ... in execution order.")
     module: str = Field(description="Module path ('' is the model itself).")
     module_class: str
-    source: Literal["module", "function", "random"] = Field(
-        description="A dropout module, a dropout-like torch call, or a hand-written mask (torch.rand/bernoulli)."
+    source: Literal["module", "function", "random", "graph"] = Field(
+        description=(
+            "A dropout module, a dropout-like torch call, a hand-written mask (torch.rand/bernoulli), or a "
+            "dropout node of a frozen graph (TorchScript, torch.export)."
+        )
     )
     op: str = Field(description="What drops: 'nn.Dropout', 'F.dropout', 'nn.LSTM(dropout=)' ...")
     kind: str = Field(
@@ -53,6 +56,13 @@ class Site(_Model):
     inplace: bool = False
     location: Location | None = Field(default=None, description="Class definition of the module.")
     call_location: Location | None = Field(default=None, description="The line of a functional call.")
+    rate_from: str | None = Field(
+        default=None,
+        description="The dropout module whose rate this call uses (a module that only holds the rate).",
+    )
+    registered: bool = Field(
+        default=True, description="False for a module kept in a plain list or dict: model.eval() misses it."
+    )
 
 
 class Finding(_Model):
@@ -69,6 +79,10 @@ class Finding(_Model):
     location: Location | None = None
     call_location: Location | None = None
     allowed_by: str | None = Field(default=None, description="The allow-list entry that suppressed it.")
+    third_party: str | None = Field(
+        default=None,
+        description="The installed package (and version) whose code the fix belongs to; null for the user's code.",
+    )
 
 
 class InputSpec(_Model):

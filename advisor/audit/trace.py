@@ -24,7 +24,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,13 +258,27 @@ def module_op(m: nn.Module) -> str:
         return "activation"
     if mod == "torch.nn.modules.pooling":
         return "pool"
-    if dropout_like_kind(m) is not None:
-        return "dropout"
+    if is_candidate(m):
+        return "dropout"  # provisional: the analysis relabels candidates that turn out not to drop
     return "module"
 
 
+def is_torch_class(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("torch.")
+
+
+def is_candidate(m: nn.Module) -> bool:
+    """A module written outside torch that may be a dropout site: a leaf whose class name says it drops.
+
+    Whether it is one is decided by behaviour (see :class:`Probe`); containers of layers never are.
+    """
+    if is_torch_class(m) or next(iter(m.children()), None) is not None:
+        return False
+    return dropout_like_kind_from_name(type(m).__name__) is not None
+
+
 def dropout_like_kind(m: nn.Module) -> str | None:
-    """The dropout kind of a module that drops by construction, else None (MHA and RNNs: see module_sites)."""
+    """The dropout kind of a torch dropout module, else None (MHA, RNNs and user classes: see the analysis)."""
     if isinstance(m, nn.modules.dropout._DropoutNd):
         if isinstance(m, nn.FeatureAlphaDropout):
             return "feature-alpha-dropout"
@@ -277,9 +291,7 @@ def dropout_like_kind(m: nn.Module) -> str | None:
         if isinstance(m, nn.Dropout3d):
             return "dropout3d"
         return "dropout"
-    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) or type(m).__module__.startswith("torch."):
-        return None
-    return dropout_like_kind_from_name(type(m).__name__)
+    return None
 
 
 def dropout_like_kind_from_name(name: str) -> str | None:
@@ -449,6 +461,23 @@ class ModuleCall:
     atomic: bool
     event: int | None = None
     fp_inputs: list[torch.Tensor] | None = None
+    span: Span | None = None
+    probe: torch.Tensor | None = None  # a copy of the first input of a candidate dropout module
+    same_shape: bool = False
+
+
+@dataclass
+class Span:
+    """One module call as a slice of the event list: events ``start <= idx < end`` ran inside it."""
+
+    start: int
+    in_producers: list[int]
+    end: int = -1
+    out_producers: list[int] = field(default_factory=list)
+
+
+#: what a candidate module did to its input in one call (see Tracer._probe)
+IDENTITY, DROPS, OTHER, UNKNOWN = "identity", "drops", "other", "unknown"
 
 
 @dataclass
@@ -463,6 +492,8 @@ class Trace:
     input_count: int
     fingerprints: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor]]]
     consumers: dict[int, list[int]] = field(default_factory=dict)
+    spans: dict[str, list[Span]] = field(default_factory=dict)  # module path -> its calls
+    behaviour: dict[str, set[str]] = field(default_factory=dict)  # candidate module path -> what its calls did
 
     def build_consumers(self) -> None:
         cons: dict[int, list[int]] = {}
@@ -544,6 +575,15 @@ class Tracer:
         self.fp_over = False
         self.failure: BaseException | None = None  # the exception a forward raised, and the stack then
         self.failure_stack: list[tuple[str, nn.Module, list[tuple[int, ...]]]] = []
+        self.spans: dict[str, list[Span]] = {}
+        self.behaviour: dict[str, set[str]] = {}
+        self._candidate: dict[int, bool] = {}
+
+    def candidate(self, m: nn.Module) -> bool:
+        hit = self._candidate.get(id(m))
+        if hit is None:
+            hit = self._candidate[id(m)] = is_candidate(m)
+        return hit
 
     # -- helpers --
     def _producers(self, tensors: list[torch.Tensor]) -> list[int]:
@@ -585,17 +625,25 @@ class Tracer:
             inputs = list(iter_tensors(args)) + list(iter_tensors(kwargs))
             atomic = _is_atomic(module)
             frame = ModuleCall(path, module, [shape_of(t) for t in inputs], atomic)
-            if atomic and self.atomic_depth == 0:
-                ev = self._new_event(
-                    kind="module",
-                    op=module_op(module),
-                    name=type(module).__name__,
-                    owner=path,
-                    module=module,
-                    producers=self._producers(inputs),
-                    in_shapes=frame.in_shapes,
-                )
-                frame.event = ev.idx
+            if self.atomic_depth == 0:
+                producers = self._producers(inputs)
+                frame.span = Span(len(self.events), producers)
+                self.spans.setdefault(path, []).append(frame.span)
+                if atomic:
+                    ev = self._new_event(
+                        kind="module",
+                        op=module_op(module),
+                        name=type(module).__name__,
+                        owner=path,
+                        module=module,
+                        producers=producers,
+                        in_shapes=frame.in_shapes,
+                    )
+                    frame.event = ev.idx
+                if inputs and self.candidate(module):
+                    x = inputs[0]
+                    if not x.is_meta and (x.is_floating_point() or x.is_complex()) and x.numel() <= 50_000_000:
+                        frame.probe = x.detach().clone()
             if atomic:
                 self.atomic_depth += 1
             if self.fingerprint:
@@ -622,11 +670,40 @@ class Tracer:
                 return
             if frame.event is not None:
                 self._mark_outputs(self.events[frame.event], output)
+            if frame.span is not None:
+                frame.span.end = len(self.events)
+                frame.span.out_producers = [self.producer.get(id(t), -2) for t in iter_tensors(output)]
+                if self.candidate(module):
+                    self.behaviour.setdefault(frame.path, set()).add(self._probe(frame, output))
             if self.fingerprint:
                 outs = self._snap(list(iter_tensors(output)))
                 self.fingerprints[(frame.path, self.calls[frame.path])] = (frame.fp_inputs or [], outs)
         finally:
             self.busy = False
+
+    @staticmethod
+    def _probe(frame: ModuleCall, output: Any) -> str:
+        """IDENTITY (output == input), DROPS (every element zeroed or scaled by one factor), OTHER, UNKNOWN."""
+        outs = list(iter_tensors(output))
+        if not outs or not frame.in_shapes or shape_of(outs[0]) != frame.in_shapes[0]:
+            return OTHER
+        x, y = frame.probe, outs[0]
+        if x is None or y.is_meta:
+            return UNKNOWN
+        if torch.equal(x, y):
+            return IDENTITY
+        kept = (y != 0) & (x != 0)
+        zeroed = (y == 0) & (x != 0)
+        if bool(((y != 0) & (x == 0)).any()):
+            return OTHER
+        if not bool(kept.any()):
+            return DROPS if bool(zeroed.any()) else OTHER
+        ratio = y[kept] / x[kept]
+        first = ratio.flatten()[0]
+        if bool(torch.allclose(ratio, first.expand_as(ratio), rtol=1e-4, atol=1e-6)) and float(first.real) > 0:
+            return DROPS
+        # per-sample factors (drop-path with a per-sample keep rescale is still one factor; this is not)
+        return OTHER
 
     def _snap(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         snaps = []
@@ -829,6 +906,8 @@ class Tracer:
             outputs=outputs,
             input_count=len(inputs),
             fingerprints=self.fingerprints,
+            spans=self.spans,
+            behaviour=self.behaviour,
         )
         if self.fingerprint and self.fp_over:
             # too many activations to keep per module: compare the model output only
@@ -842,8 +921,9 @@ class Tracer:
 class Hooks:
     """Forward hooks on every module, installed once for several passes; they route to ``self.tracer``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, extra: Iterable[nn.Module] = ()) -> None:
         self.model = model
+        self.extra = list(extra)  # modules outside the registered tree (kept in plain lists) that forward calls
         self.tracer: Tracer | None = None
         self.handles: list[Any] = []
 
@@ -858,7 +938,7 @@ class Hooks:
                 self.tracer.post_hook(module, args, kwargs, output)
 
     def __enter__(self) -> Hooks:
-        for m in self.model.modules():
+        for m in [*self.model.modules(), *self.extra]:
             self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
             self.handles.append(m.register_forward_hook(self._post, with_kwargs=True, always_call=True))
         return self
@@ -875,9 +955,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 def _is_atomic(m: nn.Module) -> bool:
-    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)):
-        return True
-    if dropout_like_kind(m) is not None:
+    """Modules recorded as one event: torch's attention, RNNs and dropout classes, and every leaf."""
+    if isinstance(m, (nn.MultiheadAttention, nn.RNNBase, nn.modules.dropout._DropoutNd)):
         return True
     return next(iter(m.children()), None) is None
 
@@ -913,3 +992,25 @@ def _bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
 
 def module_paths(root: nn.Module) -> dict[int, str]:
     return {id(m): name for name, m in root.named_modules()}
+
+
+def unregistered_modules(root: nn.Module, paths: dict[int, str]) -> dict[int, tuple[str, nn.Module]]:
+    """Modules kept in plain lists, tuples or dicts of a registered module: ``model.eval()`` never reaches them.
+
+    Returns id -> (display path such as ``head_drops[0]`` or ``drops['a'].inner``, module). Only one level of
+    container is searched (``self.x = [m, ...]`` or ``{name: m}``), which is how the bug is written.
+    """
+    found: dict[int, tuple[str, nn.Module]] = {}
+    for path, m in root.named_modules():
+        for attr, value in vars(m).items():
+            if attr.startswith("_") or not isinstance(value, (list, tuple, dict)):
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if not isinstance(item, nn.Module) or id(item) in paths or id(item) in found:
+                    continue
+                base = f"{path + '.' if path else ''}{attr}[{key!r}]"
+                for sub, mod in item.named_modules():
+                    if id(mod) not in paths and id(mod) not in found:
+                        found[id(mod)] = (f"{base}.{sub}" if sub else base, mod)
+    return found

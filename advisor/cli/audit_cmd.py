@@ -67,6 +67,11 @@ def audit_cmd(
     config: Path | None = typer.Option(
         None, "--config", help="The pyproject.toml whose tool.dropout-advisor table to read (default: the nearest one)."
     ),
+    include_third_party: bool = typer.Option(
+        False,
+        "--include-third-party",
+        help="Report findings in installed packages (torchvision, timm, transformers) at full severity, not as info.",
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
@@ -101,6 +106,7 @@ def audit_cmd(
         device=device.value,
         allow=[*cli_allow, *conf.allow],
         progress=_progress,
+        include_third_party=include_third_party,
     )
     from advisor.audit.report import render_json, render_sarif, render_text
 
