@@ -4,7 +4,13 @@ This is structure only (what the layers are); where dropout goes is decided by t
 (see :mod:`advisor.recommend`). Tags name the part of the network an operation belongs to:
 ``input``, ``conv`` (the conv stack), ``head`` (the classifier head), ``hidden`` (MLP hidden layers),
 ``branch`` and ``branch-mid`` (inside a residual branch), ``stem``, ``attn``, ``ffn``, ``ffn-out``,
-``embed``, ``gcn``, ``gat``, ``final``.
+``embed``, ``encoder`` and ``decoder`` (which stack of an encoder-decoder), ``gcn``, ``gat``, ``final``. Matching also knows ``embed-out``, the last operation of an
+embedding section (what the first layer reads), computed from the order (see :func:`op_tags`).
+
+Transformers follow the reference models: BERT's LayerNorm on the embedding sum
+(``embedding_norm``), no embedding sum at all when positions are rotary (RoPE, LLaMA) or a relative
+bias on the attention logits (T5), and in an encoder-decoder with pre-norm a final LayerNorm closing
+each stack (T5 drops the output of both).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from advisor.spec import Spec
 
 
 def build_stack(spec: Spec) -> list[Op]:
+    """The operations of the user's network, input first; see the module docstring for the tags."""
     s = spec.resolved()
     return {
         "mlp": _mlp,
@@ -23,6 +30,14 @@ def build_stack(spec: Spec) -> list[Op]:
         "transformer": _transformer,
         "gnn": _gnn,
     }[s.arch](s)
+
+
+def op_tags(ops: list[Op], index: int) -> tuple[str, ...]:
+    """The tags of ``ops[index]`` plus the positional ones: ``embed-out`` on the last op of an embedding section."""
+    op = ops[index]
+    if "embed" in op.tags and (index + 1 == len(ops) or "embed" not in ops[index + 1].tags):
+        return (*op.tags, "embed-out")
+    return op.tags
 
 
 def _act(s: Spec) -> str:
@@ -142,61 +157,77 @@ def _rnn(s: Spec) -> list[Op]:
     return ops
 
 
+def _embedding_ops(s: Spec, vision: bool, side: tuple[str, ...] = ()) -> list[Op]:
+    """Token (or patch) embedding, the additive position sum if any, and BERT's LayerNorm on the sum."""
+    target = side == ("decoder",)
+    what = "target token embedding" if target else ("patch embedding" if vision else "token embedding")
+    tags = ("embed", *side)
+    ops = [Op(kind="embedding", label=what, tags=tags)]
+    if s.positions == "additive":
+        ops.append(Op(kind="positional-encoding", label="+ positional encoding", tags=tags))
+    if s.embedding_norm:
+        ops.append(Op(kind="layernorm", label="embedding LayerNorm", tags=tags))
+    return ops
+
+
+def _attention_label(s: Spec, name: str, i: int, label: str) -> str:
+    where = {"rotary": "  (rotary positions in q, k)", "relative": "  (+ relative position bias)"}
+    return f"softmax(QKᵀ/√d)  {name} {i + 1} {label}" + where.get(s.positions or "additive", "")
+
+
 def _transformer(s: Spec) -> list[Op]:
     vision = s.modality == "image"
-    ops = [
-        Op(kind="input", label="image patches" if vision else "token ids", tags=("input",)),
-        Op(kind="embedding", label="patch embedding" if vision else "token embedding", tags=("embed",)),
-        Op(kind="positional-encoding", label="+ positional encoding", tags=("embed",)),
-    ]
+    both = s.transformer == "encoder-decoder"
+    ops = [Op(kind="input", label="image patches" if vision else "token ids", tags=("input",))]
+    ops += _embedding_ops(s, vision, ("encoder",) if both else ())
     stacks = [("encoder", s.layers or 1)]
     if s.transformer == "decoder":
         stacks = [("decoder", s.layers or 1)]
     elif s.transformer == "encoder-decoder":
         stacks = [("encoder", s.layers or 1), ("decoder", s.layers or 1)]
+    pre = s.norm == "pre"
     block = 0
     for name, n in stacks:
-        if name == "decoder" and s.transformer == "encoder-decoder":
-            ops += [
-                Op(kind="embedding", label="target token embedding", tags=("embed",)),
-                Op(kind="positional-encoding", label="+ positional encoding", tags=("embed",)),
-            ]
+        side = (name,) if both else ()
+        if name == "decoder" and both:
+            ops += _embedding_ops(s, vision, side)
         for i in range(n):
             subs = [("attn", "self-attention" + (" (causal)" if name == "decoder" else ""))]
-            if name == "decoder" and s.transformer == "encoder-decoder":
+            if name == "decoder" and both:
                 subs.append(("attn", "cross-attention"))
             subs.append(("ffn", "feed-forward"))
             for kind, label in subs:
-                pre = s.norm == "pre"
                 if pre:
-                    ops.append(Op(kind="layernorm", label="LayerNorm", tags=(kind,), block=block))
+                    ops.append(Op(kind="layernorm", label="LayerNorm", tags=(kind, *side), block=block))
                 if kind == "attn":
                     ops += [
                         Op(
                             kind="attention-weights",
-                            label=f"softmax(QKᵀ/√d)  {name} {i + 1} {label}",
-                            tags=("attn",),
+                            label=_attention_label(s, name, i, label),
+                            tags=("attn", *side),
                             block=block,
                         ),
-                        Op(kind="attention", label="· V, output projection", tags=("attn",), block=block),
+                        Op(kind="attention", label="· V, output projection", tags=("attn", *side), block=block),
                     ]
                 else:
                     ops += [
                         Op(
                             kind="linear",
                             label=f"Linear(→4d)  {name} {i + 1} FFN",
-                            tags=("ffn",),
+                            tags=("ffn", *side),
                             block=block,
                         ),
-                        Op(kind="activation", label=_act(s), tags=("ffn",), block=block),
-                        Op(kind="linear", label="Linear(→d)", tags=("ffn-out",), block=block),
+                        Op(kind="activation", label=_act(s), tags=("ffn", *side), block=block),
+                        Op(kind="linear", label="Linear(→d)", tags=("ffn-out", *side), block=block),
                     ]
-                ops.append(Op(kind="residual-add", label="+ residual", tags=(kind,), block=block))
+                ops.append(Op(kind="residual-add", label="+ residual", tags=(kind, *side), block=block))
                 if not pre:
-                    ops.append(Op(kind="layernorm", label="LayerNorm", tags=(kind,), block=block))
+                    ops.append(Op(kind="layernorm", label="LayerNorm", tags=(kind, *side), block=block))
             block += 1
-    if s.norm == "pre":
-        ops.append(Op(kind="layernorm", label="final LayerNorm", tags=("final",)))
+        if pre and both and name == "encoder":
+            ops.append(Op(kind="layernorm", label="final LayerNorm (encoder output)", tags=("final", "encoder")))
+    if pre:
+        ops.append(Op(kind="layernorm", label="final LayerNorm", tags=("final", *(("decoder",) if both else ()))))
     if s.transformer == "encoder":
         ops.append(Op(kind="global-pool", label="[CLS] token / mean pool", tags=("head",)))
         ops.append(Op(kind="output", label="Linear(→classes)  task classifier", tags=("final",)))
@@ -211,6 +242,8 @@ def _gnn(s: Spec) -> list[Op]:
     for i in range(n):
         last = i == n - 1
         if s.gnn == "gat":
+            # The coefficients are computed from W·h before any dropout; the reference code then drops the
+            # coefficients and, separately, the transformed features W·h_j that the aggregation reads.
             ops += [
                 Op(kind="linear", label=f"GAT layer {i + 1}: W·h", tags=("gat",), block=i),
                 Op(
@@ -219,9 +252,10 @@ def _gnn(s: Spec) -> list[Op]:
                     tags=("gat",),
                     block=i,
                 ),
+                Op(kind="attention", label="values: the transformed features W·h_j", tags=("gat",), block=i),
                 Op(
                     kind="graph-conv" if not last else "output",
-                    label="aggregate neighbours" + ("  → class logits" if last else ""),
+                    label="aggregate Σ_j α_ij·W·h_j" + ("  → class logits" if last else ""),
                     tags=("gat",),
                     block=i,
                 ),
