@@ -49,6 +49,7 @@ class PlanSite(_Frozen):
     citations: list[str]
     where: str = Field(default="", description="The place in words, shared by the sites of one group.")
     recipe: str | None = Field(default=None, description="The --base recipe this site reproduces.")
+    role: str | None = Field(default=None, description="The recipe site's role (advisor.schema.SiteRole).")
     fields: list[str] = Field(default_factory=list, description="Config fields that set this rate (library:name).")
     evidence: list[str] = Field(default_factory=list, description="Where the recipe's fact was read.")
 

@@ -313,6 +313,9 @@ class _Engine:
                 )
                 sites = []
 
+        if self.recipe is not None:
+            # The recipe decides placement and rates: only process and implementation advice joins it.
+            note_recs = [r for r in note_recs if r.category in ("process", "implementation")]
         notes += self._notes(note_recs, sites)
         sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
         return Plan(spec=s.model_dump(exclude_none=True), layers=ops, sites=sites, avoid=avoid, notes=notes)

@@ -171,23 +171,23 @@ def _blocks(ops: list[Op], pos: int) -> tuple[int | None, int]:
     return block, max(len(blocks), 1)
 
 
-def _generic_recs(pos: int, kind: str, s: Spec, ops: list[Op], kb: KnowledgeBase) -> list[Recommendation]:
-    """Entries of the knowledge base that describe dropout at this gap for this family (for 'explain')."""
+def _generic_index(s: Spec, ops: list[Op], kb: KnowledgeBase) -> dict[tuple[int, str], list[Recommendation]]:
+    """For each (gap, kind): the entries of the knowledge base that place that kind there in this family.
+
+    Base sites name them too, so 'dropout-advisor explain ID' explains the site in general terms.
+    """
     from advisor.recommend import gaps, holds_structurally
 
-    found = []
+    index: dict[tuple[int, str], list[Recommendation]] = {}
     for rec in kb.active():
         eng = rec.engine
-        if eng is None or eng.action != "place":
+        if eng is None or eng.action != "place" or not any(holds_structurally(c, s) for c in eng.when):
             continue
-        if not any(holds_structurally(c, s) for c in eng.when):
-            continue
-        for p, m in gaps(ops, eng.at):
-            if p == pos and (m.kind or rec.site.kind) == kind:
-                found.append(rec)
-                break
-    found.sort(key=lambda r: (-r.engine.priority, r.id))  # type: ignore[union-attr]
-    return found
+        for pos, m in gaps(ops, eng.at):
+            index.setdefault((pos, m.kind or rec.site.kind), []).append(rec)
+    for recs in index.values():
+        recs.sort(key=lambda r: (-r.engine.priority, r.id))  # type: ignore[union-attr]
+    return index
 
 
 def _phrase(recipe: Recipe, used: str, regime: str) -> str:
@@ -209,6 +209,7 @@ def base_sites(
     taken: dict[int, str] = {}
     from advisor.advise.roles import STRUCTURAL_ROLES, role_positions
 
+    index = _generic_index(s, ops, kb)
     for rsite in recipe.sites:
         if not _site_applies(rsite, used):
             continue
@@ -225,7 +226,7 @@ def base_sites(
             if pos in taken and rsite.role not in STRUCTURAL_ROLES:
                 continue  # two roles on one gap in this stack: the first listed keeps it
             taken.setdefault(pos, rsite.role)
-            generic = _generic_recs(pos, rsite.kind, s, ops, kb)
+            generic = index.get((pos, rsite.kind), [])
             block, n = _blocks(ops, pos)
             p, schedule, rate_why = _base_rate(rsite, block, n, s)
             module = (
@@ -256,6 +257,7 @@ def base_sites(
                     citations=cites,
                     where=ROLE_WORDS.get(rsite.role, rsite.role),
                     recipe=recipe.key,
+                    role=rsite.role,
                     fields=list(rsite.fields),
                     evidence=_evidence(rsite),
                 )
