@@ -418,16 +418,29 @@ class _Engine:
                 why.append(f"{rule.because} → {_fmt(ends[start])}")
                 break
 
+        schedule = "constant"
+        n = _blocks_with_tag(self.ops, after) if eng.schedule == "rise-with-depth" and block is not None else 1
+        value = ends[start]
+        depth_why = ""
+        if n > 1 and kind != "drop-path" and start == "default":
+            # The sources' pattern: the first block at the low end, the last at the high end.
+            value = low if block == 0 else high if block == n - 1 else default
+            what = "the low end" if block == 0 else "the high end" if block == n - 1 else "the default"
+            depth_why = (
+                f"rises with depth: block {(block or 0) + 1} of {n} takes {what} ({_fmt(value)}) of the cited "
+                f"{_fmt(low)}–{_fmt(high)}"
+            )
+
         if s.underfitting:
-            early = self._early_rate()
-            p = min(early, low) if low > 0 else early
+            # Early dropout (Liu et al. 2023) at its own rate, never above the value the site starts from.
+            early = min(self._early_rate(), value)
             return (
-                p,
-                min(low, p),
-                max(high, p),
+                round(early, 3),
+                min(low, early),
+                max(high, early),
                 "early",
                 [
-                    f"underfitting → early dropout ({EARLY_RULE}): {_fmt(p)} for the first part of training "
+                    f"underfitting → early dropout ({EARLY_RULE}): {_fmt(early)} for the first part of training "
                     "(Liu et al.: the first 50 of 300 epochs), decayed linearly to 0, then off"
                 ],
                 EARLY_RULE,
@@ -435,37 +448,23 @@ class _Engine:
 
         push = situation_push(s) if high != low else _Push()
         moved = RATE_RULE if push.t != 0 else None
-        if push.t > 0:
-            value = high
-        elif push.t < 0:
-            value = low
-        else:
-            value = ends[start]
-        if moved:
+        if push.t != 0:
+            value = high if push.t > 0 else low
             why.append(
                 f"{', '.join(push.why)}: net push {'up' if push.t > 0 else 'down'} → the "
                 f"{'top' if push.t > 0 else 'bottom'} of the cited range {_fmt(low)}–{_fmt(high)}"
             )
+        elif depth_why:
+            why.append(depth_why)
 
-        schedule = "constant"
-        if eng.schedule == "rise-with-depth" and block is not None:
-            n = _blocks_with_tag(self.ops, after)
-            if kind == "drop-path":
-                # Stochastic depth: p_l = (l / L) * p_L, the identity always kept (Huang et al. 2016).
-                p_last = value
-                value = round(p_last * (block + 1) / n, 3)
-                schedule = "linear-depth"
-                why.append(f"p_l = l/L · {_fmt(p_last)}: {_fmt(value)} at block {block + 1} of {n}")
-            elif n > 1:
-                schedule = "rise-with-depth"
-                if not moved and start == "default":
-                    # The sources' pattern: the first block at the low end, the last at the high end.
-                    value = low if block == 0 else high if block == n - 1 else default
-                    what = "the low end" if block == 0 else "the high end" if block == n - 1 else "the default"
-                    why.append(
-                        f"rises with depth: block {block + 1} of {n} takes {what} ({_fmt(value)}) of the cited "
-                        f"{_fmt(low)}–{_fmt(high)}"
-                    )
+        if n > 1 and kind != "drop-path":
+            schedule = "rise-with-depth"
+        elif eng.schedule == "rise-with-depth" and kind == "drop-path" and block is not None:
+            # Stochastic depth: p_l = (l / L) * p_L, the identity always kept (Huang et al. 2016).
+            p_last = value
+            value = round(p_last * (block + 1) / n, 3)
+            schedule = "linear-depth"
+            why.append(f"p_l = l/L · {_fmt(p_last)}: {_fmt(value)} at block {block + 1} of {n}")
         elif eng.schedule in ("early", "late"):
             schedule = eng.schedule
         return round(value, 3), low, high, schedule, why, moved
