@@ -53,7 +53,6 @@ class PlanSite(_Frozen):
     fields: list[str] = Field(default_factory=list, description="Config fields that set this rate (library:name).")
     evidence: list[str] = Field(default_factory=list, description="Where the recipe's fact was read.")
 
-
     @property
     def reason_shared(self) -> str:
         """The reason without its per-site rate sentence (``Rate: ...``), shared by a group's sites."""

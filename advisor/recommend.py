@@ -342,7 +342,8 @@ class _Engine:
             notes.append(
                 Note(
                     text=f"No dropout {first.where}: {rec_id}'s rate comes out at 0, the low end of its cited range "
-                    f"{_fmt(rate.low if rate else 0)}–{_fmt(rate.high if rate else 0)}" + (f" ({why})." if why else "."),
+                    f"{_fmt(rate.low if rate else 0)}–{_fmt(rate.high if rate else 0)}"
+                    + (f" ({why})." if why else "."),
                     recommendations=[rec_id, *([RATE_RULE] if RATE_RULE in first.recommendations else [])],
                     citations=list(rate.citations if rate else rec.citations),
                 )

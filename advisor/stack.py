@@ -4,8 +4,9 @@ This is structure only (what the layers are); where dropout goes is decided by t
 (see :mod:`advisor.recommend`). Tags name the part of the network an operation belongs to:
 ``input``, ``conv`` (the conv stack), ``head`` (the classifier head), ``hidden`` (MLP hidden layers),
 ``branch`` and ``branch-mid`` (inside a residual branch), ``stem``, ``attn``, ``ffn``, ``ffn-out``,
-``embed``, ``encoder`` and ``decoder`` (which stack of an encoder-decoder), ``gcn``, ``gat``, ``final``. Matching also knows ``embed-out``, the last operation of an
-embedding section (what the first layer reads), computed from the order (see :func:`op_tags`).
+``embed``, ``encoder`` and ``decoder`` (which stack of an encoder-decoder), ``gcn``, ``gat``,
+``final``. Matching also knows ``embed-out``, the last operation of an embedding section (what the
+first layer reads), computed from the order (see :func:`op_tags`).
 
 Transformers follow the reference models: BERT's LayerNorm on the embedding sum
 (``embedding_norm``), no embedding sum at all when positions are rotary (RoPE, LLaMA) or a relative

@@ -90,17 +90,17 @@ def _after_tags(plan: Plan, site: PlanSite) -> tuple[str, ...]:
 # ---- the review's examples (issue 9), one test each ----
 
 
-BERT_8K = [
-    "recommend",
-    *("--arch transformer --transformer encoder --layers 12 --width 768 --norm post --activation gelu".split()),
-    *("--regime fine-tuning --samples 8k --params 110M --format json".split()),
-]
+# The review's command, as written in issue 9.
+BERT_8K = (
+    "recommend --arch transformer --transformer encoder --layers 12 --width 768 --norm post --activation gelu "
+    "--regime fine-tuning --samples 8k --params 110M --format json"
+)
 
 
 def test_bert_base_fine_tuned_on_8k_examples_keeps_point_one(runner):
     from advisor.cli import app
 
-    result = runner.invoke(app, BERT_8K)
+    result = runner.invoke(app, BERT_8K.split())
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["sites"], "the new classifier head keeps BERT's 0.1"
@@ -282,7 +282,9 @@ def test_parameters_per_example_push_applies_only_from_scratch():
 
 
 def test_strong_overfitting_does_not_raise_a_base_rate(fixture_kb):
-    plan = recommend(Spec(arch="transformer", base="fixture-gpt2", regime="fine-tuning", overfitting="strong"), fixture_kb)
+    plan = recommend(
+        Spec(arch="transformer", base="fixture-gpt2", regime="fine-tuning", overfitting="strong"), fixture_kb
+    )
     assert {s.p for s in plan.sites} == {0.1}
     assert any("Strong overfitting" in n.text for n in plan.notes)
 
@@ -356,8 +358,10 @@ ROLE_GAP_KINDS = {
     "ffn-inner": lambda a, b: (a, b) == ("activation", "linear"),
     "ffn-output": lambda a, b: (a, b) == ("linear", "residual-add"),
     "drop-path": lambda a, b: b == "residual-add",
-    "final": lambda a, b: a in ("layernorm", "residual-add", "activation", "rnn-layer")
-    and b in ("global-pool", "flatten", "output", "embedding"),
+    "final": lambda a, b: (
+        a in ("layernorm", "residual-add", "activation", "rnn-layer")
+        and b in ("global-pool", "flatten", "output", "embedding")
+    ),
     "head": lambda a, b: b == "output",
     "fc": lambda a, b: b == "linear" and a in ("flatten", "activation"),
     "conv": lambda a, b: a == "activation",

@@ -291,18 +291,22 @@ def base_sites(
         notes.append(
             Note(
                 text=f"{recipe.name} has no dropout in its {used} configuration"
-                + (f"; its {', '.join(r for r in recipe.regime if r != used)} configuration does." if recipe.regime != [used] else "."),
+                + (
+                    f"; its {', '.join(r for r in recipe.regime if r != used)} configuration does."
+                    if recipe.regime != [used]
+                    else "."
+                ),
                 recommendations=[BASE_RULE],
                 citations=list(recipe.citations),
             )
         )
     if zero:
-        fields = sorted({f.split(":", 1)[1] for z in zero for f in z.fields})
+        zero_fields = sorted({f.split(":", 1)[1] for z in zero for f in z.fields})
         roles = ", ".join(ROLE_WORDS.get(z.role, z.role) for z in zero)
         notes.append(
             Note(
                 text=f"{recipe.name} sets 0 {roles}"
-                + (f" ({', '.join(fields)} = 0)" if fields else "")
+                + (f" ({', '.join(zero_fields)} = 0)" if zero_fields else "")
                 + ": no dropout there.",
                 recommendations=[BASE_RULE],
                 citations=sorted({src.citation for z in zero for src in z.sources}),
