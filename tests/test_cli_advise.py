@@ -339,7 +339,7 @@ def test_interview_rejects_an_unknown_base_and_asks_again(runner):
     result = runner.invoke(app, ["ask"], input=script)
     assert result.exit_code == 0, result.stderr
     assert "no recipe named 'bert-bse'" in result.stderr
-    assert "keep its pretrained dropout" in result.stdout
+    assert "keep the pretrained configuration" in result.stdout
 
 
 def test_long_plans_show_each_group_of_sites_once(runner):
@@ -356,3 +356,20 @@ def test_markdown_plan_groups_sites_and_shows_schedules(runner):
     assert result.exit_code == 0
     assert "early dropout: this rate for the first part of training" in result.stdout
     assert "| S1, S2 |" in result.stdout  # both hidden-layer sites in one row
+
+
+def test_base_plans_and_the_base_interview_never_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from advisor.cli import app\n"
+        "r = CliRunner()\n"
+        "assert r.invoke(app, ['recommend', '--base', 'bert-base', '--regime', 'fine-tuning']).exit_code == 0\n"
+        "assert r.invoke(app, ['ask'], input='transformer\\nfine-tuning\\nbert-base\\n' + '\\n' * 8).exit_code == 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

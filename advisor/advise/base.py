@@ -353,8 +353,8 @@ def fine_tuning_note(s: Spec, kb: KnowledgeBase, left_out: int) -> Note:
     rec = kb.recommendations.get(UNKNOWN_BASE_RULE)
     matches = matching_recipes(s, kb)
     text = (
-        "Fine-tuning a pretrained model not named here: keep its pretrained dropout (sites and rates) as "
-        "configured; run 'dropout-advisor audit' on the real model to list them"
+        "Fine-tuning a pretrained model without a recipe here: keep the pretrained configuration (its own "
+        "dropout sites and rates); run 'dropout-advisor audit' on the real model to list them"
     )
     if left_out:
         text += f" ({left_out} site(s) of a from-scratch design are left out: the base decides)"
