@@ -172,7 +172,8 @@ def _ids(ids: list[str]) -> str:
 
 
 def _span(numbers: list[int]) -> str:
-    """'1', '1–3', '1, 3, 5'."""
+    """'1', '1–3', '1, 3, 5' (each block once)."""
+    numbers = sorted(set(numbers))
     if not numbers:
         return ""
     if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
@@ -187,7 +188,9 @@ def _rates(group: list[Any]) -> str:
     by_rate: dict[float, list[int]] = {}
     for site in group:
         by_rate.setdefault(site.p, []).append((site.block or 0) + 1)
-    parts = [f"{p:g} (block{'s' if len(b) > 1 else ''} {_span(b)})" for p, b in by_rate.items()]
+    parts = [f"{p:g} (block{'s' if len(set(b)) > 1 else ''} {_span(b)})" for p, b in by_rate.items()]
+    if len(parts) > 4:  # one rate per block (drop-path's l/L rule): the first and the last say it
+        return f"p={parts[0]} … {parts[-1]}"
     return "p=" + ", ".join(parts)
 
 
@@ -206,7 +209,7 @@ def site_group_view(group: list[Any]) -> dict[str, str]:
     if len(group) == 1:
         layers = f"after {first.after_label}, before {first.before_label}"
     else:
-        layers = f"{len(group)} places" + (f", blocks {_span(blocks)}" if blocks else "")
+        layers = f"{len(group)} places" + (f", blocks {_span(blocks)}" if blocks else "")  # blocks once each
         layers += f"; the first after {first.after_label}, before {first.before_label}"
     rate_reasons = [s.rate_reason for s in group if s.rate_reason]
     why = first.reason_shared

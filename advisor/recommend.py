@@ -292,6 +292,15 @@ class _Engine:
 
             sites, base_notes = base_sites(self.recipe, s, ops, self.kb, self.recs)
             notes += base_notes
+            # The places an 'avoid' entry lists stay; a placing entry's own warnings (e.g. drop-path's
+            # identity path) only join when one of its sites is in the recipe's plan.
+            named = {r for site in sites for r in site.recommendations}
+            avoid = [
+                a
+                for a in avoid
+                if self.kb.recommendations[a.recommendations[0]].engine.action == "avoid"  # type: ignore[union-attr]
+                or a.recommendations[0] in named
+            ]
             avoid = self._without_positions(avoid, {site.position for site in sites})
         else:
             sites, zero = self._generic_sites(claims, avoided)

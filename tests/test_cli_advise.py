@@ -327,7 +327,9 @@ def test_interview_asks_for_the_base_when_fine_tuning(runner):
     result = runner.invoke(app, ["ask"], input=script)
     assert result.exit_code == 0, result.stderr
     assert "Which pretrained model are you fine-tuning?" in result.stderr
-    assert "bert-base/none" in result.stderr  # the recipes of the family are the choices
+    choices = result.stderr.split("Which pretrained model are you fine-tuning?", 1)[1].split("[", 1)[1].split("]")[0]
+    assert "bert-base" in choices.split("/") and choices.endswith("/none")  # the recipes of the family
+    assert "resnet-50" not in choices.split("/")
     assert "How many layers" not in result.stderr  # the recipe answers the architecture questions
     command = result.stderr.split("The same plan without questions:", 1)[1].splitlines()[1].split()
     assert command[:2] == ["dropout-advisor", "recommend"] and "--arch" not in command and "--layers" not in command

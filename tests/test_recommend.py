@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from advisor.advise.base import recipe_regime
+from advisor.advise.base import _scoped, recipe_regime
 from advisor.advise.roles import role_positions
 from advisor.errors import SpecError
 from advisor.explain import plan_json, plan_markdown, schedule_text
@@ -382,12 +382,17 @@ def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
     plan = recommend(Spec.model_validate({**recipe.spec, "base": key, "regime": regime}), kb)
     used = recipe_regime(recipe, regime)
     expected = [r for r in recipe.sites if (r.regime is None or used in r.regime) and r.p > 0]
+    left_out = " ".join(n.text for n in plan.notes if "has no place for" in n.text)
     assert all(s.recipe == key for s in plan.sites)
-    assert {s.role for s in plan.sites} == {r.role for r in expected}, "no site the recipe does not have"
+    assert {s.role for s in plan.sites} <= {r.role for r in expected}, "no site the recipe does not have"
     for rsite in expected:
-        sites = [s for s in plan.sites if s.role == rsite.role and s.kind == rsite.kind]
-        assert sites, f"{key}: {rsite.role} has no place in its own spec's layer stack"
-        assert len(sites) == len(role_positions(rsite.role, plan.layers))
+        sites = [s for s in plan.sites if s.role == rsite.role and s.kind == rsite.kind and s.fields == rsite.fields]
+        if not sites:
+            # A structure the stack cannot hold (GoogLeNet's auxiliary heads, ConvNeXt's residual branches
+            # in a plain-CNN spec) is left out and said so, never silently.
+            assert rsite.where in left_out, f"{key}: {rsite.role} p={rsite.p} missing and not reported"
+            continue
+        assert len(sites) == len(_scoped(role_positions(rsite.role, plan.layers), rsite.scope))
         for s in sites:
             assert ROLE_GAP_KINDS[rsite.role](s.after, s.before), (rsite.role, s.after, s.before)
             if rsite.schedule == "linear-depth":
@@ -395,9 +400,24 @@ def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
                 assert s.p == round(rsite.p * (s.block + 1) / n, 3)
             else:
                 assert s.p == rsite.p
-            assert s.fields == list(rsite.fields)
             assert {src.citation for src in rsite.sources} <= set(s.citations)
             assert s.evidence and key in s.reason
+
+
+# Recipes whose spec cannot hold one of their sites (the recipe's own notes name the spec gap). Listed so
+# the test fails, and this list is trimmed, once the spec can express them.
+SPEC_GAPS = {"convnext-t": "drop-path", "googlenet": "head"}
+
+
+def test_spec_gaps_are_still_gaps(kb):
+    for key, role in SPEC_GAPS.items():
+        if key not in kb.recipes:
+            continue
+        recipe = kb.recipes[key]
+        plan = recommend(Spec.model_validate({**recipe.spec, "base": key, "regime": recipe.regime[0]}), kb)
+        placed = {(s.role, s.p) for s in plan.sites}
+        missing = [r for r in recipe.sites if r.role == role and (r.role, r.p) not in placed]
+        assert missing, f"{key}'s {role} sites are all placed now: remove it from SPEC_GAPS"
 
 
 RECIPE_CASES = [(k, r) for k, recipe in sorted(default_kb().recipes.items()) for r in recipe.regime]

@@ -165,28 +165,44 @@ def _evidence(site: RecipeSite) -> list[str]:
     return out
 
 
+def _scoped(positions: list[int], scope: str) -> list[int]:
+    """The role's gaps the recipe site covers, in network order (VGG: before fc7 but not fc6)."""
+    if scope == "first":
+        return positions[:1]
+    if scope == "last":
+        return positions[-1:]
+    if scope == "all-but-first":
+        return positions[1:]
+    if scope == "all-but-last":
+        return positions[:-1]
+    return positions
+
+
 def _blocks(ops: list[Op], pos: int) -> tuple[int | None, int]:
     block = ops[pos - 1].block if ops[pos - 1].block is not None else ops[pos].block
     blocks = {o.block for o in ops if o.block is not None}
     return block, max(len(blocks), 1)
 
 
-def _generic_index(s: Spec, ops: list[Op], kb: KnowledgeBase) -> dict[tuple[int, str], list[Recommendation]]:
-    """For each (gap, kind): the entries of the knowledge base that place that kind there in this family.
+def _generic_index(
+    s: Spec, ops: list[Op], kb: KnowledgeBase
+) -> dict[tuple[int, str], list[tuple[Recommendation, str]]]:
+    """For each (gap, kind): the entries that place that kind there in this family, with their module.
 
     Base sites name them too, so 'dropout-advisor explain ID' explains the site in general terms.
     """
     from advisor.recommend import gaps, holds_structurally
 
-    index: dict[tuple[int, str], list[Recommendation]] = {}
+    index: dict[tuple[int, str], list[tuple[Recommendation, str]]] = {}
     for rec in kb.active():
         eng = rec.engine
         if eng is None or eng.action != "place" or not any(holds_structurally(c, s) for c in eng.when):
             continue
         for pos, m in gaps(ops, eng.at):
-            index.setdefault((pos, m.kind or rec.site.kind), []).append(rec)
+            module = (m.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper())
+            index.setdefault((pos, m.kind or rec.site.kind), []).append((rec, module))
     for recs in index.values():
-        recs.sort(key=lambda r: (-r.engine.priority, r.id))  # type: ignore[union-attr]
+        recs.sort(key=lambda pair: (-pair[0].engine.priority, pair[0].id))  # type: ignore[union-attr]
     return index
 
 
@@ -216,24 +232,22 @@ def base_sites(
         if rsite.p == 0.0:
             zero.append(rsite)
             continue
-        positions = role_positions(rsite.role, ops)
+        positions = _scoped(role_positions(rsite.role, ops), rsite.scope)
         if not positions:
             unmapped.append(rsite)
             continue
         cites = [src.citation for src in rsite.sources]
         cites += [c for c in recipe.citations if c not in cites]
-        for pos in positions:
-            if pos in taken and rsite.role not in STRUCTURAL_ROLES:
-                continue  # two roles on one gap in this stack: the first listed keeps it
+        free = [pos for pos in positions if pos not in taken or rsite.role in STRUCTURAL_ROLES]
+        if not free:
+            unmapped.append(rsite)  # e.g. GoogLeNet's auxiliary heads: the stack has one head, held by the main one
+            continue
+        for pos in free:
             taken.setdefault(pos, rsite.role)
             generic = index.get((pos, rsite.kind), [])
             block, n = _blocks(ops, pos)
             p, schedule, rate_why = _base_rate(rsite, block, n, s)
-            module = (
-                generic[0].site.module.replace("{cell}", (s.cell or "lstm").upper())
-                if generic and generic[0].site.kind == rsite.kind
-                else MODULES.get(rsite.kind, "nn.Dropout")
-            )
+            module = generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout")
             fields = ", ".join(dict.fromkeys(f.split(":", 1)[1] for f in rsite.fields))
             reason = f"{phrase}: {rsite.where}" + (f" (set by {fields})" if fields else "") + f" [{recipe.key}]."
             if rate_why:
@@ -253,7 +267,7 @@ def base_sites(
                     p_range=(rsite.p, rsite.p),
                     schedule=schedule,
                     reason=reason,
-                    recommendations=[BASE_RULE] + [r.id for r in generic if r.id != BASE_RULE],
+                    recommendations=[BASE_RULE] + [r.id for r, _ in generic if r.id != BASE_RULE],
                     citations=cites,
                     where=ROLE_WORDS.get(rsite.role, rsite.role),
                     recipe=recipe.key,
@@ -264,8 +278,6 @@ def base_sites(
             )
     sites.sort(key=lambda site: (site.position, site.kind == "weight-drop"))
 
-    base_rec = kb.recommendations.get(BASE_RULE)
-    rule_cites = list(base_rec.citations) if base_rec else []
     summary = (
         f"Sites and rates follow {phrase} [{recipe.key}]: no site it lacks, no rate moved by the data or "
         "model-size rules (DRP201), which are for models of your own design."
@@ -275,9 +287,7 @@ def base_sites(
             " Strong overfitting: the recipe records no higher fine-tuning rate for these sites, so they stay; "
             "reduce the epochs, add weight decay or data first."
         )
-    notes.append(
-        Note(text=summary, recommendations=[BASE_RULE], citations=list(dict.fromkeys([*recipe.citations, *rule_cites])))
-    )
+    notes.append(Note(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     if not sites and not recipe.sites:
         where = "; ".join(
             f"{src.citation}: {src.locator}" + (f" @ {src.commit}" if src.commit else "")
@@ -288,14 +298,11 @@ def base_sites(
             text += " Its sources give no dropout to turn on for fine-tuning, so the plan adds none."
         notes.append(Note(text=text, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     elif not sites:
+        others = [r for r in recipe.regime if r != used and any(_site_applies(x, r) and x.p > 0 for x in recipe.sites)]
         notes.append(
             Note(
                 text=f"{recipe.name} has no dropout in its {used} configuration"
-                + (
-                    f"; its {', '.join(r for r in recipe.regime if r != used)} configuration does."
-                    if recipe.regime != [used]
-                    else "."
-                ),
+                + (f"; its {', '.join(others)} configuration does." if others else "."),
                 recommendations=[BASE_RULE],
                 citations=list(recipe.citations),
             )
@@ -313,10 +320,11 @@ def base_sites(
             )
         )
     if unmapped:
-        roles = ", ".join(f"{u.role} (p={u.p:g}: {u.where})" for u in unmapped)
+        roles = "; ".join(f"{u.role} p={u.p:g} ({u.where})" for u in unmapped)
         notes.append(
             Note(
-                text=f"{recipe.name} also has dropout that this {s.arch} layer stack has no place for: {roles}.",
+                text=f"{recipe.name} also has dropout that this {s.arch} layer stack has no place for, so the plan "
+                f"leaves it out: {roles}.",
                 recommendations=[BASE_RULE],
                 citations=sorted({src.citation for u in unmapped for src in u.sources}),
             )
