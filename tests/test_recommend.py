@@ -500,6 +500,7 @@ def test_plans_are_deterministic_and_well_formed(values, fixture_kb):
     spec = _spec(values, fixture_kb)
     plan = recommend(spec, fixture_kb)
     assert plan == recommend(spec, fixture_kb), "the plan must be deterministic"
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan, "built unvalidated, it must validate"
     positions = [s.position for s in plan.sites if s.kind != "weight-drop"]
     assert len(positions) == len(set(positions)), "one site per gap (weight drop sits on the layer's weights)"
     for s in plan.sites:

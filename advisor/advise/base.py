@@ -253,7 +253,7 @@ def base_sites(
             if rate_why:
                 reason += " Rate: " + rate_why + "."
             sites.append(
-                PlanSite(
+                PlanSite.model_construct(
                     id="S0",
                     position=pos,
                     after=ops[pos - 1].kind,
@@ -287,7 +287,7 @@ def base_sites(
             " Strong overfitting: the recipe records no higher fine-tuning rate for these sites, so they stay; "
             "reduce the epochs, add weight decay or data first."
         )
-    notes.append(Note(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
+    notes.append(Note.model_construct(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     if not sites and not recipe.sites:
         where = "; ".join(
             f"{src.citation}: {src.locator}" + (f" @ {src.commit}" if src.commit else "")
@@ -296,11 +296,11 @@ def base_sites(
         text = f"{recipe.name} has no dropout anywhere ({where})."
         if s.regime == "fine-tuning":
             text += " Its sources give no dropout to turn on for fine-tuning, so the plan adds none."
-        notes.append(Note(text=text, recommendations=[BASE_RULE], citations=list(recipe.citations)))
+        notes.append(Note.model_construct(text=text, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     elif not sites:
         others = [r for r in recipe.regime if r != used and any(_site_applies(x, r) and x.p > 0 for x in recipe.sites)]
         notes.append(
-            Note(
+            Note.model_construct(
                 text=f"{recipe.name} has no dropout in its {used} configuration"
                 + (f"; its {', '.join(others)} configuration does." if others else "."),
                 recommendations=[BASE_RULE],
@@ -311,7 +311,7 @@ def base_sites(
         zero_fields = sorted({f.split(":", 1)[1] for z in zero for f in z.fields})
         roles = ", ".join(ROLE_WORDS.get(z.role, z.role) for z in zero)
         notes.append(
-            Note(
+            Note.model_construct(
                 text=f"{recipe.name} sets 0 {roles}"
                 + (f" ({', '.join(zero_fields)} = 0)" if zero_fields else "")
                 + ": no dropout there.",
@@ -322,7 +322,7 @@ def base_sites(
     if unmapped:
         roles = "; ".join(f"{u.role} p={u.p:g} ({u.where})" for u in unmapped)
         notes.append(
-            Note(
+            Note.model_construct(
                 text=f"{recipe.name} also has dropout that this {s.arch} layer stack has no place for, so the plan "
                 f"leaves it out: {roles}.",
                 recommendations=[BASE_RULE],
@@ -330,10 +330,14 @@ def base_sites(
             )
         )
     for line in recipe.notes:
-        notes.append(Note(text=f"{recipe.name}: {line}", recommendations=[BASE_RULE], citations=list(recipe.citations)))
+        notes.append(
+            Note.model_construct(
+                text=f"{recipe.name}: {line}", recommendations=[BASE_RULE], citations=list(recipe.citations)
+            )
+        )
     for d in recipe.disagreements:
         notes.append(
-            Note(
+            Note.model_construct(
                 text=f"{recipe.name}, {d.about}: the sources disagree ({'; '.join(d.positions)}); "
                 f"this follows {d.follows} ({d.confidence} confidence).",
                 recommendations=[BASE_RULE],
@@ -371,7 +375,7 @@ def fine_tuning_note(s: Spec, kb: KnowledgeBase, left_out: int) -> Note:
         text += " This spec matches the recipe(s) " + ", ".join(r.key for r in matches) + ": pass --base NAME."
     else:
         text += " With --base NAME (see the recipes in the knowledge base) the plan lists its sites."
-    return Note(
+    return Note.model_construct(
         text=text,
         recommendations=[UNKNOWN_BASE_RULE] if rec else [],
         citations=list(rec.citations) if rec else [],
