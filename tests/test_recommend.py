@@ -393,6 +393,9 @@ def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
             assert rsite.where in left_out, f"{key}: {rsite.role} p={rsite.p} missing and not reported"
             continue
         assert len(sites) == len(_scoped(role_positions(rsite.role, plan.layers), rsite.scope))
+        expected_count = _count_by_structure(rsite.role, plan, Spec.model_validate(plan.spec))
+        if expected_count is not None:
+            assert len(sites) == len(_scoped(list(range(expected_count)), rsite.scope)), (rsite.role, len(sites))
         for s in sites:
             assert ROLE_GAP_KINDS[rsite.role](s.after, s.before), (rsite.role, s.after, s.before)
             if rsite.schedule == "linear-depth":
@@ -402,6 +405,32 @@ def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
                 assert s.p == rsite.p
             assert {src.citation for src in rsite.sources} <= set(s.citations)
             assert s.evidence and key in s.reason
+
+
+def _count_by_structure(role: str, plan: Plan, s: Spec) -> int | None:
+    """How many places a per-layer role has, counted from the network's structure (not from the gaps)."""
+    ops = plan.layers
+    attn = sum(1 for o in ops if o.kind == "attention-weights" and "attn" in o.tags)
+    ffn = sum(1 for o in ops if o.kind == "linear" and "ffn-out" in o.tags)
+    layers = s.layers or 1
+    counts = {
+        "graph-input": layers,
+        "graph-attention": layers,
+        "graph-features": layers,
+        "attention-weights": attn,
+        "attention-output": attn,
+        "ffn-inner": ffn,
+        "ffn-output": ffn,
+        "block-mid": layers,
+        "conv": layers,
+        "hidden": layers,
+        "rnn-between": layers - 1,
+        "weight-drop": layers,
+        "embedding": 2 if s.transformer == "encoder-decoder" else 1,
+    }
+    if role == "drop-path":
+        return attn + ffn if s.arch == "transformer" else layers
+    return counts.get(role)
 
 
 # Recipes whose spec cannot hold one of their sites (the recipe's own notes name the spec gap). Listed so

@@ -52,7 +52,11 @@ ROLE_GAPS: dict[str, tuple[Gap, ...]] = {
     "rnn-output": (Gap("rnn-layer", "output"),),
     "weight-drop": (Gap("any", "rnn-layer"),),
     "hidden": (Gap("activation", "any", after_tag="hidden"),),
-    "graph-input": (Gap("any", "linear", before_tag="gat"), Gap("any", "graph-conv", before_tag="gcn")),
+    "graph-input": (
+        Gap("any", "linear", before_tag="gat"),
+        Gap("any", "graph-conv", before_tag="gcn"),
+        Gap("any", "output", before_tag="gcn"),  # the last GCN layer is the classifier
+    ),
     "graph-attention": (Gap("attention-weights", "any", after_tag="gat"),),
     "graph-features": (Gap("attention", "any", after_tag="gat"),),
 }
