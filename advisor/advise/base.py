@@ -226,9 +226,22 @@ def base_sites(
     from advisor.advise.roles import STRUCTURAL_ROLES, role_positions
 
     index = _generic_index(s, ops, kb)
+    # A site listed more than once for the regime (same role, kind, scope and fields) is a range the
+    # recipe records: its low end by default, its high end only for a strong overfitting symptom.
+    ranges: dict[tuple[object, ...], list[float]] = {}
     for rsite in recipe.sites:
-        if not _site_applies(rsite, used):
+        if _site_applies(rsite, used):
+            ranges.setdefault(_site_key(rsite), []).append(rsite.p)
+    raise_to_top = s.overfitting == "strong"
+    seen: set[tuple[object, ...]] = set()
+    for rsite in recipe.sites:
+        if not _site_applies(rsite, used) or _site_key(rsite) in seen:
             continue
+        seen.add(_site_key(rsite))
+        recorded = ranges[_site_key(rsite)]
+        if len(recorded) > 1:
+            chosen = max(recorded) if raise_to_top else min(recorded)
+            rsite = next(r for r in recipe.sites if _site_key(r) == _site_key(rsite) and r.p == chosen)
         if rsite.p == 0.0:
             zero.append(rsite)
             continue
@@ -247,6 +260,10 @@ def base_sites(
             generic = index.get((pos, rsite.kind), [])
             block, n = _blocks(ops, pos)
             p, schedule, rate_why = _base_rate(rsite, block, n, s)
+            if len(recorded) > 1:
+                span = f"{min(recorded):g}–{max(recorded):g}"
+                move = "strong overfitting → its top" if raise_to_top else "its low end"
+                rate_why = "; ".join(x for x in (f"the recipe records {span} here: {move}", rate_why) if x)
             module = generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout")
             fields = ", ".join(dict.fromkeys(f.split(":", 1)[1] for f in rsite.fields))
             reason = f"{phrase}: {rsite.where}" + (f" (set by {fields})" if fields else "") + f" [{recipe.key}]."
@@ -264,7 +281,7 @@ def base_sites(
                     kind=rsite.kind,
                     module=module,
                     p=p,
-                    p_range=(rsite.p, rsite.p),
+                    p_range=(min(recorded), max(recorded)),
                     schedule=schedule,
                     reason=reason,
                     recommendations=[BASE_RULE] + [r.id for r, _ in generic if r.id != BASE_RULE],
@@ -283,10 +300,13 @@ def base_sites(
         "model-size rules (DRP201), which are for models of your own design."
     )
     if s.regime == "fine-tuning" and s.overfitting == "strong":
-        summary += (
-            " Strong overfitting: the recipe records no higher fine-tuning rate for these sites, so they stay; "
-            "reduce the epochs, add weight decay or data first."
-        )
+        if any(len(v) > 1 for v in ranges.values()):
+            summary += " Strong overfitting: rates the recipe records as a range go to its top; the others stay."
+        else:
+            summary += (
+                " Strong overfitting: the recipe records no higher rate for these sites, so they stay; "
+                "reduce the epochs, add weight decay or data first."
+            )
     notes.append(Note.model_construct(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     if not sites and not recipe.sites:
         where = "; ".join(
@@ -346,6 +366,10 @@ def base_sites(
             )
         )
     return sites, notes
+
+
+def _site_key(site: RecipeSite) -> tuple[object, ...]:
+    return (site.role, site.kind, site.scope, tuple(site.fields))
 
 
 def _base_rate(site: RecipeSite, block: int | None, n: int, s: Spec) -> tuple[float, str, str]:
