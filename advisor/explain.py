@@ -153,30 +153,127 @@ def envelope(kind: str, payload: Any) -> dict[str, Any]:
 
 # ---- plans ----
 
+SCHEDULES = {
+    "early": "early dropout: this rate for the first part of training (Liu et al.: the first 50 of 300 epochs), "
+    "decayed linearly to 0, then off (DRP202)",
+    "late": "late dropout: off for the first part of training, this rate from then on (DRP202)",
+    "rise-with-depth": "one rate per block, rising with depth",
+    "linear-depth": "stochastic depth: p_l = l/L · p_L, rising linearly to the last block",
+}
+
+
+def schedule_text(schedule: str) -> str:
+    """The schedule in words; empty for a constant rate."""
+    return SCHEDULES.get(schedule, "" if schedule == "constant" else schedule)
+
+
+def _ids(ids: list[str]) -> str:
+    return ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]} … {ids[-1]} ({len(ids)} sites)"
+
+
+def _span(numbers: list[int]) -> str:
+    """'1', '1–3', '1, 3, 5' (each block once)."""
+    numbers = sorted(set(numbers))
+    if not numbers:
+        return ""
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
+        return f"{numbers[0]}–{numbers[-1]}"
+    return ", ".join(str(n) for n in numbers)
+
+
+def _rates(group: list[Any]) -> str:
+    values = [s.p for s in group]
+    if len(set(values)) == 1:
+        return f"p={values[0]:g}"
+    by_rate: dict[float, list[int]] = {}
+    for site in group:
+        by_rate.setdefault(site.p, []).append((site.block or 0) + 1)
+    parts = [f"{p:g} (block{'s' if len(set(b)) > 1 else ''} {_span(b)})" for p, b in by_rate.items()]
+    if len(parts) > 4:  # one rate per block (drop-path's l/L rule): the first and the last say it
+        return f"p={parts[0]} … {parts[-1]}"
+    return "p=" + ", ".join(parts)
+
+
+def _fields(fields: list[str]) -> str:
+    names: dict[str, list[str]] = {}
+    for f in fields:
+        lib, _, name = f.partition(":")
+        names.setdefault(name, []).append(lib)
+    return "; ".join(f"{name} ({', '.join(libs)})" for name, libs in names.items())
+
+
+def site_group_view(group: list[Any]) -> dict[str, str]:
+    """One group of a plan's sites (see :meth:`advisor.plan.Plan.site_groups`) as display strings."""
+    first = group[0]
+    blocks = [s.block + 1 for s in group if s.block is not None]
+    if len(group) == 1:
+        layers = f"after {first.after_label}, before {first.before_label}"
+    else:
+        layers = f"{len(group)} places" + (f", blocks {_span(blocks)}" if blocks else "")  # blocks once each
+        layers += f"; the first after {first.after_label}, before {first.before_label}"
+    rate_reasons = [s.rate_reason for s in group if s.rate_reason]
+    why = first.reason_shared
+    if len(set(rate_reasons)) == 1 and len(rate_reasons) == len(group):
+        why += f" Rate: {rate_reasons[0]}."
+    elif rate_reasons and len(group) > 1:
+        common = rate_reasons[0].split("; ")
+        shared = [part for part in common if all(part in r.split("; ") for r in rate_reasons)]
+        if shared:
+            why += " Rate: " + "; ".join(shared) + "."
+    return {
+        "ids": _ids([s.id for s in group]),
+        "module": first.module,
+        "kind": first.kind,
+        "rates": _rates(group),
+        "range": f"{first.p_range[0]:g}–{first.p_range[1]:g}",
+        "where": first.where,
+        "layers": layers,
+        "schedule": schedule_text(first.schedule),
+        "why": why,
+        "recommendations": ", ".join(first.recommendations),
+        "sources": ", ".join(first.citations),
+        "fields": _fields(first.fields),
+        "evidence": "; ".join(first.evidence),
+        "recipe": first.recipe or "",
+    }
+
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     return plan.model_dump(mode="json")
 
 
+def _marker(site: Any) -> str:
+    sched = f" ({site.schedule})" if site.schedule != "constant" else ""
+    return f"  ▶ {site.module}  p={site.p:g}{sched}  [{site.id}: {', '.join(site.recommendations)}]"
+
+
 def plan_markdown(plan: Plan, kb: KnowledgeBase) -> str:
     spec = plan.spec
-    out = [f"# Dropout plan for a {spec.get('arch')} ({spec.get('layers')} layers)", ""]
-    out += ["## Layer stack", "", "```"]
+    title = f"# Dropout plan for a {spec.get('arch')} ({spec.get('layers')} layers)"
+    if spec.get("base"):
+        title += f", following {spec.get('base')} ({spec.get('regime')})"
+    out = [title, "", "## Layer stack", "", "```"]
     for pos, op in enumerate(plan.layers):
         for site in plan.sites_at(pos):
-            out.append(f"  ▶ {site.module}  p={site.p:g}  [{site.id}: {', '.join(site.recommendations)}]")
+            out.append(_marker(site))
         out.append(f"  {op.label}")
     out += ["```", "", "## Sites", ""]
     if plan.sites:
+        groups = plan.site_groups()
         out += [
-            "| site | where | kind | PyTorch | p | range | why | sources |",
-            "|---|---|---|---|---|---|---|---|",
+            "| sites | where | kind | PyTorch | p | range | schedule | why | sources |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for s in plan.sites:
+        for group in groups:
+            v = site_group_view(group)
+            why = v["why"] + f" ({v['recommendations']})"
+            if v["fields"]:
+                why += f" Set by: {v['fields']}."
+            if v["evidence"]:
+                why += f" Read in: {v['evidence']}."
             out.append(
-                f"| {s.id} | after {s.after_label}, before {s.before_label} | {s.kind} | `{s.module}` | {s.p:g} "
-                f"| {s.p_range[0]:g}–{s.p_range[1]:g} | {s.reason} ({', '.join(s.recommendations)}) "
-                f"| {', '.join(s.citations)} |"
+                f"| {v['ids']} | {v['where'] or ''} — {v['layers']} | {v['kind']} | `{v['module']}` | {v['rates']} "
+                f"| {v['range']} | {v['schedule'] or 'constant'} | {why} | {v['sources']} |"
             )
     else:
         out.append("No dropout sites: see the notes.")

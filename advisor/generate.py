@@ -376,7 +376,7 @@ class Group:
             return "early"
         if "late" in kinds:
             return "late"
-        if "rise-with-depth" in kinds:
+        if kinds & {"rise-with-depth", "linear-depth"}:  # linear-depth: drop-path's l/L rule
             return "rise-with-depth"
         return "constant"
 
@@ -904,6 +904,15 @@ def _gnn(plan: Plan, s: Spec) -> Layout:
                 n=n,
                 count="self.layers",
             ),
+            Slot(
+                "value",
+                "value_dropout",
+                "on the transformed features W·h_j the aggregation reads",
+                FEATURES,
+                _gap(_is("attention", "gat"), _any, _block_of_first),
+                n=n,
+                count="self.layers",
+            ),
         ]
     else:
         slots = [
@@ -926,7 +935,7 @@ def _gnn(plan: Plan, s: Spec) -> Layout:
         template="gnn",
         title="Graph attention network (GAT), dense adjacency" if gat else "Graph convolutional network (GCN)",
         model_class="GAT" if gat else "GCN",
-        groups=_ordered(groups, ["feat", "attn"]),
+        groups=_ordered(groups, ["feat", "attn", "value"]),
         context={
             "gat": gat,
             "activation": "F.elu" if gat else _functional(s.activation or "relu"),

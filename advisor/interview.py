@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from typing import Any
 
@@ -24,11 +24,15 @@ Answers = dict[str, Any]
 class Question:
     field: str
     text: str
-    kind: str  # "choice", "int", "count", "bool"
+    kind: str  # "choice", "int", "count", "bool", "base" (a recipe name)
     choices: tuple[str, ...] = ()
     when: Callable[[Answers], bool] = dc_field(default=lambda a: True)
     optional: bool = False  # blank answer = unknown
     help: str = ""
+    options: Callable[[Answers], tuple[str, ...]] | None = None  # choices that depend on earlier answers
+
+    def choices_for(self, answers: Answers) -> tuple[str, ...]:
+        return self.options(answers) if self.options is not None else self.choices
 
     def default(self, answers: Answers) -> Any:
         arch = answers.get("arch")
@@ -47,6 +51,30 @@ def _arch(*names: str) -> Callable[[Answers], bool]:
     return lambda a: a.get("arch") in names
 
 
+NO_BASE = "none"
+
+
+def base_choices(answers: Answers) -> tuple[str, ...]:
+    """The recipes of the family chosen so far, then 'none' (a model without a recipe here)."""
+    from advisor.knowledge import default_kb
+
+    keys = sorted(r.key for r in default_kb().recipes.values() if r.spec.get("arch") == answers.get("arch"))
+    return (*keys, NO_BASE)
+
+
+def base_fields(answers: Answers) -> set[str]:
+    """The answers the chosen base recipe gives (its spec); the interview does not ask them."""
+    name = answers.get("base")
+    if not name:
+        return set()
+    from advisor.knowledge import default_kb
+
+    try:
+        return set(default_kb().recipe(str(name)).spec)
+    except Exception:  # an unknown name is reported where it is parsed, not here
+        return set()
+
+
 QUESTIONS: tuple[Question, ...] = (
     Question(
         "arch",
@@ -55,6 +83,21 @@ QUESTIONS: tuple[Question, ...] = (
         ("mlp", "cnn", "resnet", "rnn", "transformer", "gnn"),
         help="mlp: fully connected; cnn: plain conv net; resnet: BatchNorm/residual CNN (incl. Wide ResNet); "
         "rnn: LSTM/GRU; transformer; gnn: GCN/GAT",
+    ),
+    Question(
+        "regime",
+        "Training from scratch, fine-tuning a pretrained model, or large-scale pretraining?",
+        "choice",
+        ("scratch", "fine-tuning", "pretraining"),
+    ),
+    Question(
+        "base",
+        "Which pretrained model are you fine-tuning? ('none' if it is not listed: its own dropout is then kept)",
+        "base",
+        when=lambda a: a.get("regime") == "fine-tuning",
+        optional=True,
+        options=base_choices,
+        help="a recipe name or alias, e.g. bert-base-uncased; the same as --base",
     ),
     Question(
         "layers",
@@ -125,12 +168,6 @@ QUESTIONS: tuple[Question, ...] = (
         optional=True,
     ),
     Question(
-        "regime",
-        "Training from scratch, fine-tuning a pretrained model, or large-scale pretraining?",
-        "choice",
-        ("scratch", "fine-tuning", "pretraining"),
-    ),
-    Question(
         "overfitting",
         "What do you see: a train/validation gap (mild/strong), none, underfitting, or not trained yet (unknown)?",
         "choice",
@@ -159,6 +196,8 @@ def parse_count(text: str) -> int:
 def parse_answer(q: Question, raw: str) -> Any:
     """Read one answer; raise ValueError with a reason the prompt shows before asking again."""
     text = raw.strip()
+    if q.kind == "base":
+        return _parse_base(text)
     if q.kind == "choice":
         low = text.lower()
         if low in q.choices:
@@ -183,6 +222,20 @@ def parse_answer(q: Question, raw: str) -> Any:
     return value
 
 
+def _parse_base(text: str) -> str | None:
+    if text.lower() in ("", NO_BASE):
+        return None
+    from advisor.errors import NotFoundError
+    from advisor.knowledge import default_kb
+
+    try:
+        return default_kb().recipe(text).key
+    except NotFoundError as exc:
+        raise ValueError(
+            f"no recipe named '{text}'" + (f"; {exc.hint}" if exc.hint and "did you mean" in exc.hint else "")
+        ) from None
+
+
 def to_spec_values(answers: Answers) -> dict[str, Any]:
     """Map interview answers to spec fields (the 'underfitting' symptom is its own flag)."""
     values = dict(answers)
@@ -193,7 +246,9 @@ def to_spec_values(answers: Answers) -> dict[str, Any]:
 
 
 def pending(answers: Answers) -> list[Question]:
-    return [q for q in QUESTIONS if q.when(answers) and q.field not in answers]
+    """The questions still to ask: those that apply, unanswered, and not given by the base recipe."""
+    given = base_fields(answers)
+    return [q for q in QUESTIONS if q.when(answers) and q.field not in answers and q.field not in given]
 
 
 Prompt = Callable[[Question, Any], str]
@@ -221,6 +276,8 @@ def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str],
         if not todo:
             return answers
         q = todo[0]
+        if q.options is not None:
+            q = replace(q, choices=q.choices_for(answers), options=None)
         default = q.default(answers)
         try:
             raw = prompt(q, default)
@@ -252,13 +309,23 @@ def run_interview(given: Answers, prompt: Prompt, *, show_error: Callable[[str],
 
 
 def finish(answers: Answers, origins: dict[str, str] | None = None) -> Any:
-    """Validate the answers; an error names the answers file or flag it came from, else 'interview'."""
+    """Validate the answers; an error names the answers file or flag it came from, else 'interview'.
+
+    A base recipe fills the answers it gives (the interview did not ask them).
+    """
     values = {k: v for k, v in to_spec_values(answers).items() if v is not None}
     source = {k: (origins or {}).get(k, "interview") for k in values}
+    if values.get("base"):
+        from advisor.advise.base import fill_from_base
+        from advisor.knowledge import default_kb
+
+        values, _ = fill_from_base(values, default_kb())
     return build_spec(values, source=source)
 
 
 def missing_required(answers: Answers) -> list[str]:
+    if answers.get("base") and "arch" in base_fields(answers):
+        return []
     return [q.field for q in pending(answers) if q.field == "arch"]
 
 

@@ -39,10 +39,32 @@ class PlanSite(_Frozen):
     module: str
     p: float = Field(ge=0.0, lt=1.0)
     p_range: tuple[float, float]
-    schedule: str = "constant"
+    schedule: str = Field(
+        default="constant",
+        description="constant; early (on for the first part of training, then off: DRP202); late (off, then on); "
+        "rise-with-depth (one cited rate per block); linear-depth (drop-path: p_l = l / L * p_L)",
+    )
     reason: str
     recommendations: list[str]
     citations: list[str]
+    where: str = Field(default="", description="The place in words, shared by the sites of one group.")
+    recipe: str | None = Field(default=None, description="The --base recipe this site reproduces.")
+    role: str | None = Field(default=None, description="The recipe site's role (advisor.schema.SiteRole).")
+    # Plain [] defaults (pydantic copies them): a default_factory=list costs ~8 ms each at first use,
+    # inspecting the builtin's signature, on every command that builds a plan.
+    fields: list[str] = Field(default=[], description="Config fields that set this rate (library:name).")
+    evidence: list[str] = Field(default=[], description="Where the recipe's fact was read.")
+
+    @property
+    def reason_shared(self) -> str:
+        """The reason without its per-site rate sentence (``Rate: ...``), shared by a group's sites."""
+        return self.reason.split(" Rate: ", 1)[0]
+
+    @property
+    def rate_reason(self) -> str:
+        """The per-site rate sentence, or an empty string."""
+        parts = self.reason.split(" Rate: ", 1)
+        return parts[1].rstrip(".") if len(parts) == 2 else ""
 
 
 class AvoidEntry(_Frozen):
@@ -71,3 +93,25 @@ class Plan(_Frozen):
 
     def sites_at(self, position: int) -> list[PlanSite]:
         return [s for s in self.sites if s.position == position]
+
+    def site_groups(self) -> list[list[PlanSite]]:
+        """Sites that share their place, kind, module, reason and sources, in order: one entry each in views.
+
+        A long plan (a 24-layer Transformer) repeats the same site per block; views show each group
+        once, with the layers it covers and its rates.
+        """
+        groups: dict[tuple[object, ...], list[PlanSite]] = {}
+        for site in self.sites:
+            key = (
+                site.where or (site.after, site.before),
+                site.kind,
+                site.module,
+                site.schedule,
+                site.reason_shared,
+                tuple(site.recommendations),
+                tuple(site.citations),
+                site.recipe,
+                tuple(site.fields),
+            )
+            groups.setdefault(key, []).append(site)
+        return list(groups.values())

@@ -4,9 +4,21 @@ Each active recommendation may carry an ``[engine]`` table saying when it applie
 spec) and what it does (place sites at matching gaps of the layer stack, list places to avoid, add a
 note, or disable dropout). Adding a recommendation file is enough to change the advice.
 
-Rates start at the recommendation's default (or the gap's own value) and move within the cited range
-the way DRP201 describes: a strong train/validation gap or little data pushes them up, plenty of data,
-pretraining or underfitting pushes them down. Every move is written into the site's reason.
+Rates are always values the sources give: a recommendation's default, or an end of its cited range.
+A rate rule of the entry (``engine.rate_rules``, e.g. Zaremba's large LSTM) picks the starting value;
+then the situation pushes, as DRP201 describes (a strong train/validation gap or little data up;
+plenty of data, no overfitting or pretraining down; many parameters per example up, from scratch
+only). A net push up gives the top of the cited range, a net push down its bottom, no push keeps the
+starting value. There are no in-between values. Every move is written into the site's reason.
+
+The regime decides what is advised at all:
+
+- **scratch**: the knowledge base's placement, with the moves above;
+- **fine-tuning** without ``--base``: the pretrained model's own dropout is unknown here, so only the
+  sites an entry writes for fine-tuning (a new task head) are placed, and a note points to ``audit``;
+- **pretraining**: language-model pretraining on many more tokens than parameters gets no dropout at
+  any size (DRP205, threshold and sources in the entry); otherwise rates go to the bottom of the range;
+- **--base NAME**: the recipe's own sites and rates for that regime (:mod:`advisor.advise.base`).
 """
 
 from __future__ import annotations
@@ -16,86 +28,43 @@ from dataclasses import dataclass, field
 
 from advisor.knowledge import KnowledgeBase, default_kb
 from advisor.plan import AvoidEntry, Note, Op, Plan, PlanSite
-from advisor.schema import Condition, Match, Recommendation
+from advisor.schema import Condition, Match, Recipe, Recommendation
 from advisor.spec import Spec
-from advisor.stack import build_stack
+from advisor.stack import build_stack, op_tags
 
 RATE_RULE = "DRP201"
+EARLY_RULE = "DRP202"
 STRUCTURAL = {"recurrent-connection", "identity-path"}
 
 
 def recommend(spec: Spec, kb: KnowledgeBase | None = None) -> Plan:
+    """The placement plan for ``spec``.
+
+    With ``spec.base`` the recipe fills every field the spec does not set (see
+    :func:`advisor.advise.base.with_base`). Raises :class:`~advisor.errors.SpecError` for an unknown
+    base or a base of another family.
+    """
+    from advisor.advise.base import with_base
+
     kb = kb or default_kb()
-    s = spec.resolved()
+    filled, recipe = with_base(spec, kb)
+    s = filled.resolved()
     ops = build_stack(s)
-    applicable = [r for r in kb.active() if r.engine is not None and applies(r, s)]
-    superseded = {other for r in applicable for other in r.engine.supersedes}  # type: ignore[union-attr]
-    applicable = [r for r in applicable if r.id not in superseded]
-    applicable.sort(key=lambda r: (-r.engine.priority, r.id))  # type: ignore[union-attr]
-
-    claims: dict[int, list[_Claim]] = {}
-    avoid: list[AvoidEntry] = []
-    avoided_gaps: set[int] = set()
-    notes: list[Note] = []
-    disabled_by: list[Recommendation] = []
-
-    for rec in applicable:
-        eng = rec.engine
-        assert eng is not None
-        if eng.action == "place":
-            gaps = _select(_gaps(ops, eng.at), eng.scope)
-            for pos, match in gaps:
-                claims.setdefault(pos, []).append(_Claim(rec, match))
-            if eng.avoid_at:
-                entry, _ = _avoid_entry(rec, ops, eng.avoid_at)
-                avoid.append(entry)
-        elif eng.action == "avoid":
-            entry, positions = _avoid_entry(rec, ops, eng.at)
-            avoid.append(entry)
-            avoided_gaps.update(positions)
-        elif eng.action == "note":
-            notes.append(
-                Note(
-                    text=rec.summary,
-                    recommendations=[rec.id],
-                    citations=list(rec.citations),
-                    contested=rec.contested,
-                )
-            )
-        elif eng.action == "disable":
-            disabled_by.append(rec)
-
-    sites: list[PlanSite] = []
-    for pos in sorted(claims):
-        if pos in avoided_gaps:
-            continue
-        sites.append(_site(pos, claims[pos], ops, s, kb))
-
-    if disabled_by:
-        rec = disabled_by[0]
-        notes.insert(
-            0,
-            Note(
-                text=f"{rec.summary} The {len(sites)} site(s) that would apply otherwise are left out.",
-                recommendations=[r.id for r in disabled_by],
-                citations=sorted({c for r in disabled_by for c in r.citations}),
-            ),
-        )
-        sites = []
-
-    sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
-    return Plan(spec=s.model_dump(exclude_none=True), layers=ops, sites=sites, avoid=avoid, notes=notes)
+    engine = _Engine(kb, s, ops, recipe)
+    return engine.run()
 
 
 # ---- conditions ----
 
 
-def applies(rec: Recommendation, s: Spec) -> bool:
+def applies(rec: Recommendation, s: Spec, *, base: bool = False) -> bool:
     assert rec.engine is not None
-    return any(_holds(c, s) for c in rec.engine.when)
+    return any(holds(c, s, base=base) for c in rec.engine.when)
 
 
-def _holds(c: Condition, s: Spec) -> bool:
+def holds(c: Condition, s: Spec, *, base: bool = False) -> bool:
+    """Whether every field of the condition holds for the (resolved) spec."""
+
     def one_of(allowed: Sequence[object] | None, value: object) -> bool:
         return allowed is None or value in allowed
 
@@ -103,6 +72,9 @@ def _holds(c: Condition, s: Spec) -> bool:
         return want is None or bool(value) == want
 
     layers = s.layers or 1
+    width = s.width or 0
+    known = s.samples is not None and s.params is not None
+    ratio = (s.samples or 0) / s.params if known and s.params else None
     return (
         one_of(c.arch, s.arch)
         and equal(c.batch_norm, s.batch_norm)
@@ -117,6 +89,7 @@ def _holds(c: Condition, s: Spec) -> bool:
         and (c.max_layers is None or layers <= c.max_layers)
         and one_of(c.transformer, s.transformer)
         and one_of(c.norm, s.norm)
+        and one_of(c.positions, s.positions)
         and one_of(c.gnn, s.gnn)
         and one_of(c.regime, s.regime)
         and one_of(c.overfitting, s.overfitting)
@@ -127,37 +100,72 @@ def _holds(c: Condition, s: Spec) -> bool:
         and equal(c.embeddings, s.embeddings)
         and (c.min_params is None or (s.params or 0) >= c.min_params)
         and (c.min_samples is None or (s.samples or 0) >= c.min_samples)
+        and (c.max_samples is None or s.samples is None or s.samples <= c.max_samples)
+        and (c.min_width is None or width >= c.min_width)
+        and (c.max_width is None or width <= c.max_width)
+        and (c.min_samples_per_param is None or (ratio is not None and ratio >= c.min_samples_per_param))
+        and equal(c.size_known, known)
+        and equal(c.base, base)
+    )
+
+
+def holds_structurally(c: Condition, s: Spec) -> bool:
+    """Only the architecture part of a condition (family, kind of network, input), not data or regime."""
+
+    def one_of(allowed: Sequence[object] | None, value: object) -> bool:
+        return allowed is None or value in allowed
+
+    return (
+        one_of(c.arch, s.arch)
+        and one_of(c.transformer, s.transformer)
+        and one_of(c.gnn, s.gnn)
+        and one_of(c.cell, s.cell)
+        and one_of(c.rnn_task, s.rnn_task)
+        and (c.wide is None or bool(s.wide) == c.wide)
+        and (c.modality_not is None or s.modality not in c.modality_not)
+        and one_of(c.modality, s.modality)
+        and (c.activation_not is None or s.activation not in c.activation_not)
     )
 
 
 # ---- gaps ----
 
 
-def _op_matches(op: Op, kind: str, tag: str | None) -> bool:
-    return (kind == "any" or op.kind == kind) and (tag is None or tag in op.tags)
+def _op_matches(ops: list[Op], index: int, kind: str, tag: str | None) -> bool:
+    op = ops[index]
+    return (kind == "any" or op.kind == kind) and (tag is None or tag in op_tags(ops, index))
 
 
-def _gaps(ops: list[Op], matches: list[Match]) -> list[tuple[int, Match]]:
+def match_at(ops: list[Op], pos: int, m: Match) -> bool:
+    """Whether the gap before ``ops[pos]`` is matched by ``m`` (and the op after it, if ``m.then`` is set)."""
+    if not (_op_matches(ops, pos - 1, m.after, m.after_tag) and _op_matches(ops, pos, m.before, m.before_tag)):
+        return False
+    if m.then is None:
+        return True
+    return pos + 1 < len(ops) and _op_matches(ops, pos + 1, m.then, m.then_tag)
+
+
+def gaps(ops: list[Op], matches: list[Match]) -> list[tuple[int, Match]]:
     """Positions p (a gap between ops[p-1] and ops[p]) matched by any of ``matches``; first match wins."""
     found: list[tuple[int, Match]] = []
     for pos in range(1, len(ops)):
         for m in matches:
-            if _op_matches(ops[pos - 1], m.after, m.after_tag) and _op_matches(ops[pos], m.before, m.before_tag):
+            if match_at(ops, pos, m):
                 found.append((pos, m))
                 break
     return found
 
 
-def _select(gaps: list[tuple[int, Match]], scope: str) -> list[tuple[int, Match]]:
-    if not gaps:
-        return gaps
+def _select(found: list[tuple[int, Match]], scope: str) -> list[tuple[int, Match]]:
+    if not found:
+        return found
     if scope == "first":
-        return gaps[:1]
+        return found[:1]
     if scope == "last":
-        return gaps[-1:]
+        return found[-1:]
     if scope == "all-but-last":
-        return gaps[:-1]
-    return gaps
+        return found[:-1]
+    return found
 
 
 def _describe(ops: list[Op], positions: list[int]) -> str:
@@ -167,25 +175,16 @@ def _describe(ops: list[Op], positions: list[int]) -> str:
     return "; ".join(labels)
 
 
-def _avoid_entry(rec: Recommendation, ops: list[Op], matches: list[Match]) -> tuple[AvoidEntry, list[int]]:
-    gaps = _gaps(ops, matches)
-    positions = [p for p, _ in gaps]
-    m = matches[0]
-    if positions:
-        where = _describe(ops, positions)
-    else:
-        where = m.label or rec.site.description
-    return (
-        AvoidEntry(
-            after=m.after,
-            before=m.before,
-            where=where,
-            reason=rec.summary,
-            recommendations=[rec.id],
-            citations=list(rec.citations),
-        ),
-        positions,
-    )
+def rec_text(rec: Recommendation) -> str:
+    """What a plan says for this entry: the engine's own sentence when the summary does not fit every plan."""
+    return rec.engine.text if rec.engine is not None and rec.engine.text else rec.summary
+
+
+def denied(rec: Recommendation, ops: list[Op], site: PlanSite) -> bool:
+    """Whether ``rec``'s plan text says there is no dropout where ``site`` is."""
+    if rec.engine is None:
+        return False
+    return any(match_at(ops, site.position, m) and m.kind in (None, site.kind) for m in rec.engine.denies)
 
 
 # ---- sites and rates ----
@@ -198,106 +197,381 @@ class _Claim:
     extra: list[str] = field(default_factory=list)
 
 
-def _site(pos: int, claims: list[_Claim], ops: list[Op], s: Spec, kb: KnowledgeBase) -> PlanSite:
-    win = claims[0]  # highest priority first
-    rec, match = win.rec, win.match
-    eng = rec.engine
-    assert eng is not None
-    kind = match.kind or rec.site.kind
-    module = (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper())
-    rate = rec.rate
-    low, high = (rate.low, rate.high) if rate else (0.0, 0.0)
-    default = match.p if match.p is not None else (rate.default if rate else 0.0)
-    low, high = min(low, default), max(high, default)
-    before, after = ops[pos], ops[pos - 1]
-    block = after.block if after.block is not None else before.block
+@dataclass
+class _Push:
+    """The situation's push on a rate: t > 0 up, t < 0 down, with the reasons."""
 
-    p, why, t = _adjust(default, low, high, s)
-    schedule = "early" if s.underfitting else eng.schedule
-    if eng.schedule == "rise-with-depth" and block is not None:
-        n = _blocks_with_tag(ops, after)
-        if kind == "drop-path":
+    t: float = 0.0
+    why: list[str] = field(default_factory=list)
+
+
+def situation_push(s: Spec) -> _Push:
+    """DRP201's moves, summed. Fine-tuning has none (the pretrained rates are kept); the
+    parameters-per-example push applies only from scratch."""
+    push = _Push()
+    if s.regime == "fine-tuning":
+        return push
+    if s.overfitting == "strong":
+        push.t += 1.0
+        push.why.append("strong train/validation gap → up")
+    elif s.overfitting == "none":
+        push.t -= 0.5
+        push.why.append("no overfitting seen → down")
+    if s.samples is not None:
+        if s.samples < 5_000:
+            push.t += 0.5
+            push.why.append(f"small data ({s.samples:,} examples) → up")
+        elif s.samples >= 10_000_000:
+            push.t -= 1.0
+            push.why.append(f"very large data ({s.samples:,} examples) → down")
+        elif s.samples >= 1_000_000:
+            push.t -= 0.5
+            push.why.append(f"large data ({s.samples:,} examples) → down")
+    if s.regime == "scratch" and s.samples is not None and s.params is not None:
+        ratio = s.params / s.samples
+        if ratio >= 1_000:
+            push.t += 0.5
+            push.why.append(f"{ratio:,.0f} parameters per training example (from scratch) → up")
+        elif ratio <= 0.01:
+            push.t -= 0.5
+            push.why.append("far more training examples than parameters → down")
+    if s.regime == "pretraining":
+        push.t -= 1.0
+        push.why.append("pretraining → down")
+    return push
+
+
+def _fmt(p: float) -> str:
+    return f"{p:g}"
+
+
+class _Engine:
+    """One run of the engine over one spec: claims, sites, avoid list and notes, then the consistency pass."""
+
+    def __init__(self, kb: KnowledgeBase, s: Spec, ops: list[Op], recipe: Recipe | None) -> None:
+        self.kb = kb
+        self.s = s
+        self.ops = ops
+        self.recipe = recipe
+        self.base = recipe is not None
+        recs = [r for r in kb.active() if r.engine is not None and applies(r, s, base=self.base)]
+        superseded = {other for r in recs for other in r.engine.supersedes}  # type: ignore[union-attr]
+        recs = [r for r in recs if r.id not in superseded]
+        recs.sort(key=lambda r: (-r.engine.priority, r.id))  # type: ignore[union-attr]
+        self.recs = recs
+
+    # -- the whole run --
+
+    def run(self) -> Plan:
+        s, ops = self.s, self.ops
+        claims: dict[int, list[_Claim]] = {}
+        avoid: list[AvoidEntry] = []
+        avoided: set[int] = set()
+        note_recs: list[Recommendation] = []
+        disabled_by: list[Recommendation] = []
+        for rec in self.recs:
+            eng = rec.engine
+            assert eng is not None
+            if eng.action == "place":
+                for pos, match in _select(gaps(ops, eng.at), eng.scope):
+                    claims.setdefault(pos, []).append(_Claim(rec, match))
+                if eng.avoid_at:
+                    avoid.append(self._avoid_entry(rec, eng.avoid_at)[0])
+            elif eng.action == "avoid":
+                entry, positions = self._avoid_entry(rec, eng.at)
+                avoid.append(entry)
+                avoided.update(positions)
+            elif eng.action == "note":
+                note_recs.append(rec)
+            elif eng.action == "disable":
+                disabled_by.append(rec)
+
+        notes: list[Note] = []
+        if self.recipe is not None:
+            from advisor.advise.base import base_sites
+
+            sites, base_notes = base_sites(self.recipe, s, ops, self.kb, self.recs)
+            notes += base_notes
+            # The places an 'avoid' entry lists stay; a placing entry's own warnings (e.g. drop-path's
+            # identity path) only join when one of its sites is in the recipe's plan.
+            named = {r for site in sites for r in site.recommendations}
+            avoid = [
+                a
+                for a in avoid
+                if self.kb.recommendations[a.recommendations[0]].engine.action == "avoid"  # type: ignore[union-attr]
+                or a.recommendations[0] in named
+            ]
+            avoid = self._without_positions(avoid, {site.position for site in sites})
+        else:
+            sites, zero = self._generic_sites(claims, avoided)
+            if not disabled_by:
+                notes += zero  # rates that came out at 0; moot when every site is left out
+            if s.regime == "fine-tuning":
+                sites, ft_note = self._fine_tuning_without_base(sites)
+                notes.append(ft_note)
+            if disabled_by:
+                rec = disabled_by[0]
+                notes.insert(
+                    0,
+                    Note.model_construct(
+                        text=f"{rec_text(rec)} The {len(sites)} site(s) that would apply otherwise are left out.",
+                        recommendations=[r.id for r in disabled_by],
+                        citations=sorted({c for r in disabled_by for c in _all_citations(r)}),
+                        contested=any(r.contested for r in disabled_by),
+                    ),
+                )
+                sites = []
+
+        if self.recipe is not None:
+            # The recipe decides placement and rates: only process and implementation advice joins it.
+            note_recs = [r for r in note_recs if r.category in ("process", "implementation")]
+        notes += self._notes(note_recs, sites)
+        sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
+        # The engine's own output is built without validation (that would build pydantic's validators for
+        # every plan model on each command start); the tests validate plans round trip instead.
+        return Plan.model_construct(
+            spec=s.model_dump(exclude_none=True), layers=ops, sites=sites, avoid=avoid, notes=notes
+        )
+
+    # -- generic placement --
+
+    def _generic_sites(self, claims: dict[int, list[_Claim]], avoided: set[int]) -> tuple[list[PlanSite], list[Note]]:
+        sites: list[PlanSite] = []
+        zero: dict[str, list[PlanSite]] = {}
+        for pos in sorted(claims):
+            if pos in avoided:
+                continue
+            site = self._site(pos, claims[pos])
+            if site.p == 0.0:
+                zero.setdefault(claims[pos][0].rec.id, []).append(site)
+                continue
+            sites.append(site)
+        notes = []
+        for rec_id, dropped in zero.items():
+            rec = self.kb.recommendations[rec_id]
+            first = dropped[0]
+            rate = rec.rate
+            why = first.rate_reason
+            notes.append(
+                Note.model_construct(
+                    text=f"No dropout {first.where}: {rec_id}'s rate comes out at 0, the low end of its cited range "
+                    f"{_fmt(rate.low if rate else 0)}–{_fmt(rate.high if rate else 0)}"
+                    + (f" ({why})." if why else "."),
+                    recommendations=[rec_id, *([RATE_RULE] if RATE_RULE in first.recommendations else [])],
+                    citations=list(rate.citations if rate else rec.citations),
+                )
+            )
+        return sites, notes
+
+    def _site(self, pos: int, claims: list[_Claim]) -> PlanSite:
+        s, ops = self.s, self.ops
+        win = claims[0]  # highest priority first
+        rec, match = win.rec, win.match
+        eng = rec.engine
+        assert eng is not None
+        kind = match.kind or rec.site.kind
+        module = (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper())
+        before, after = ops[pos], ops[pos - 1]
+        block = after.block if after.block is not None else before.block
+        p, low, high, schedule, why, moved = self._rate(rec, match, kind, block, after)
+
+        recs = [c.rec.id for c in claims]
+        cites: list[str] = []
+        for c in claims:
+            for key in (c.rec.rate.citations if c.rec.rate else []) + list(c.rec.citations):
+                if key not in cites:
+                    cites.append(key)
+        if moved is not None and moved in self.kb.recommendations and moved not in recs:
+            recs.append(moved)
+            extra = self.kb.recommendations[moved]
+            for key in (extra.rate.citations if extra.rate else []) or extra.citations:
+                if key not in cites:
+                    cites.append(key)
+        reason = rec_text(rec) + (" Rate: " + "; ".join(why) + "." if why else "")
+        return PlanSite.model_construct(
+            id="S0",
+            position=pos,
+            after=after.kind,
+            before=before.kind,
+            after_label=after.label,
+            before_label=before.label,
+            block=block,
+            kind=kind,
+            module=module,
+            p=p,
+            p_range=(low, high),
+            schedule=schedule,
+            reason=reason,
+            recommendations=recs,
+            citations=cites,
+            where=match.label or rec.site.description,
+        )
+
+    def _rate(
+        self, rec: Recommendation, match: Match, kind: str, block: int | None, after: Op
+    ) -> tuple[float, float, float, str, list[str], str | None]:
+        """The site's rate: a cited value picked by the entry's rate rules, the depth rule and the push.
+
+        Returns the rate, the cited range, the schedule, the reasons, and the entry that moved the rate
+        (DRP201 for the situation's push, DRP202 for early dropout), if any.
+        """
+        s = self.s
+        eng = rec.engine
+        assert eng is not None
+        rate = rec.rate
+        low, high = (rate.low, rate.high) if rate else (0.0, 0.0)
+        default = match.p if match.p is not None else (rate.default if rate else 0.0)
+        low, high = min(low, default), max(high, default)
+        ends = {"low": low, "default": default, "high": high}
+        why: list[str] = []
+
+        start = "default"
+        for rule in eng.rate_rules:
+            if holds(rule.when, s, base=self.base):
+                start = rule.to
+                why.append(f"{rule.because} → {_fmt(ends[start])}")
+                break
+
+        schedule = "constant"
+        n = _blocks_with_tag(self.ops, after) if eng.schedule == "rise-with-depth" and block is not None else 1
+        value = ends[start]
+        depth_why = ""
+        if n > 1 and kind != "drop-path" and start == "default":
+            # The sources' pattern: the first block at the low end, the last at the high end.
+            value = low if block == 0 else high if block == n - 1 else default
+            what = "the low end" if block == 0 else "the high end" if block == n - 1 else "the default"
+            depth_why = (
+                f"rises with depth: block {(block or 0) + 1} of {n} takes {what} ({_fmt(value)}) of the cited "
+                f"{_fmt(low)}–{_fmt(high)}"
+            )
+
+        if s.underfitting:
+            # Early dropout (Liu et al. 2023) at its own rate, never above the value the site starts from.
+            early = min(self._early_rate(), value)
+            return (
+                round(early, 3),
+                min(low, early),
+                max(high, early),
+                "early",
+                [
+                    f"underfitting → early dropout ({EARLY_RULE}): {_fmt(early)} for the first part of training "
+                    "(Liu et al.: the first 50 of 300 epochs), decayed linearly to 0, then off"
+                ],
+                EARLY_RULE,
+            )
+
+        push = situation_push(s) if high != low else _Push()
+        moved = RATE_RULE if push.t != 0 else None
+        if push.t != 0:
+            value = high if push.t > 0 else low
+            why.append(
+                f"{', '.join(push.why)}: net push {'up' if push.t > 0 else 'down'} → the "
+                f"{'top' if push.t > 0 else 'bottom'} of the cited range {_fmt(low)}–{_fmt(high)}"
+            )
+        elif depth_why:
+            why.append(depth_why)
+
+        if n > 1 and kind != "drop-path":
+            schedule = "rise-with-depth"
+        elif eng.schedule == "rise-with-depth" and kind == "drop-path" and block is not None:
             # Stochastic depth: p_l = (l / L) * p_L, the identity always kept (Huang et al. 2016).
-            p = round(p * (block + 1) / n, 3)
-            why.append(f"rises linearly with depth to {p:g} at block {block + 1} of {n}")
-        elif n > 1:
-            # Rise from the low to the high end with depth; the situation steepens (t > 0) or flattens
-            # (t < 0) the slope, so plenty of data keeps every block near the low end.
-            depth = block / (n - 1)
-            p = round(low + (high - low) * min(max(depth * (1.0 + t), 0.0), 1.0), 3)
-            why.append(f"rises with depth: block {block + 1} of {n} gets {p:g} of the {low:g}–{high:g} range")
-    p = min(max(p, 0.0), 0.95)
+            p_last = value
+            value = round(p_last * (block + 1) / n, 3)
+            schedule = "linear-depth"
+            why.append(f"p_l = l/L · {_fmt(p_last)}: {_fmt(value)} at block {block + 1} of {n}")
+        elif eng.schedule in ("early", "late"):
+            schedule = eng.schedule
+        return round(value, 3), low, high, schedule, why, moved
 
-    recs = [c.rec.id for c in claims]
-    cites: list[str] = []
-    for c in claims:
-        for key in (c.rec.rate.citations if c.rec.rate else []) + list(c.rec.citations):
-            if key not in cites:
-                cites.append(key)
-    if why and RATE_RULE in kb.recommendations and RATE_RULE not in recs:
-        recs.append(RATE_RULE)
-    reason = rec.summary + (" Rate: " + "; ".join(why) + "." if why else "")
-    return PlanSite(
-        id="S0",
-        position=pos,
-        after=after.kind,
-        before=before.kind,
-        after_label=after.label,
-        before_label=before.label,
-        block=block,
-        kind=kind,
-        module=module,
-        p=round(p, 3),
-        p_range=(low, high),
-        schedule=schedule,
-        reason=reason,
-        recommendations=recs,
-        citations=cites,
-    )
+    def _early_rate(self) -> float:
+        rec = self.kb.recommendations.get(EARLY_RULE)
+        return rec.rate.default if rec is not None and rec.rate is not None else 0.1
+
+    # -- fine-tuning without a recipe --
+
+    def _fine_tuning_without_base(self, sites: list[PlanSite]) -> tuple[list[PlanSite], Note]:
+        """Keep only sites written for fine-tuning; the rest is the pretrained configuration, unknown here."""
+        kept = [site for site in sites if self._for_fine_tuning(site)]
+        from advisor.advise.base import fine_tuning_note
+
+        return kept, fine_tuning_note(self.s, self.kb, len(sites) - len(kept))
+
+    def _for_fine_tuning(self, site: PlanSite) -> bool:
+        rec = self.kb.recommendations[site.recommendations[0]]
+        assert rec.engine is not None
+        return any(
+            c.regime is not None and "fine-tuning" in c.regime and holds(c, self.s, base=self.base)
+            for c in rec.engine.when
+        )
+
+    # -- avoid list and notes --
+
+    def _avoid_entry(self, rec: Recommendation, matches: list[Match]) -> tuple[AvoidEntry, list[int]]:
+        positions = [p for p, _ in gaps(self.ops, matches)]
+        m = matches[0]
+        where = _describe(self.ops, positions) if positions else (m.label or rec.site.description)
+        return (
+            AvoidEntry.model_construct(
+                after=m.after,
+                before=m.before,
+                where=where,
+                reason=rec_text(rec),
+                recommendations=[rec.id],
+                citations=list(rec.citations),
+            ),
+            positions,
+        )
+
+    def _without_positions(self, avoid: list[AvoidEntry], taken: set[int]) -> list[AvoidEntry]:
+        """Avoid entries never list a gap where the reference recipe has a site (its sources win)."""
+        out = []
+        for entry in avoid:
+            rec = self.kb.recommendations[entry.recommendations[0]]
+            assert rec.engine is not None
+            matches = rec.engine.at if rec.engine.action == "avoid" else rec.engine.avoid_at
+            positions = [p for p, _ in gaps(self.ops, matches) if p not in taken]
+            if not positions and any(p in taken for p, _ in gaps(self.ops, matches)):
+                continue
+            if positions:
+                entry = entry.model_copy(update={"where": _describe(self.ops, positions)})
+            out.append(entry)
+        return out
+
+    def _notes(self, recs: list[Recommendation], sites: list[PlanSite]) -> list[Note]:
+        notes = []
+        site_recs = {r for site in sites for r in site.recommendations}
+        for rec in recs:
+            eng = rec.engine
+            assert eng is not None
+            if eng.needs_sites_of and not (
+                (sites and "*" in eng.needs_sites_of) or site_recs & set(eng.needs_sites_of)
+            ):
+                continue
+            if any(denied(rec, self.ops, site) for site in sites):
+                continue
+            notes.append(
+                Note.model_construct(
+                    text=rec_text(rec),
+                    recommendations=[rec.id],
+                    citations=list(rec.citations),
+                    contested=rec.contested,
+                )
+            )
+        return notes
+
+
+def _all_citations_ordered(rec: Recommendation) -> list[str]:
+    keys: list[str] = []
+    for key in list(rec.citations) + (list(rec.rate.citations) if rec.rate else []):
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _all_citations(rec: Recommendation) -> set[str]:
+    return set(_all_citations_ordered(rec))
 
 
 def _blocks_with_tag(ops: list[Op], op: Op) -> int:
     blocks = {o.block for o in ops if o.kind == op.kind and set(o.tags) & set(op.tags) and o.block is not None}
     return max(len(blocks), 1)
-
-
-def _adjust(default: float, low: float, high: float, s: Spec) -> tuple[float, list[str], float]:
-    """Move the rate inside [low, high]: t = -1 is the low end, 0 the default, +1 the high end."""
-    t = 0.0
-    why: list[str] = []
-    if s.overfitting == "strong":
-        t += 1.0
-        why.append("strong train/validation gap → top of the range")
-    elif s.overfitting == "none":
-        t -= 0.5
-        why.append("no overfitting seen → lower")
-    if s.samples is not None:
-        if s.samples < 5_000:
-            t += 0.5
-            why.append(f"small data ({s.samples:,} examples) → higher")
-        elif s.samples >= 10_000_000:
-            t -= 1.0
-            why.append(f"very large data ({s.samples:,} examples) → bottom of the range")
-        elif s.samples >= 1_000_000:
-            t -= 0.5
-            why.append(f"large data ({s.samples:,} examples) → lower")
-    if s.samples is not None and s.params is not None:
-        # DRP201: on a fixed dataset bigger models take more dropout; data that outgrows the model, less.
-        ratio = s.params / s.samples
-        if ratio >= 1_000:
-            t += 0.5
-            why.append(f"{ratio:,.0f} parameters per training example → higher")
-        elif ratio <= 0.01:
-            t -= 0.5
-            why.append("far more training examples than parameters → lower")
-    if s.regime == "pretraining":
-        t -= 1.0
-        why.append("pretraining → bottom of the range")
-    if s.underfitting:
-        t = -1.0
-        why = ["underfitting → bottom of the range, as early dropout (DRP202)"]
-    t = max(-1.0, min(1.0, t))
-    if not why or high == low:
-        return default, (why if high != low else []), t
-    p = default + t * (high - default) if t > 0 else default + t * (default - low)
-    return round(p, 3), why, t

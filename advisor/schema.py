@@ -253,6 +253,15 @@ class Condition(Strict):
     embeddings: bool | None = None
     min_params: int | None = Field(default=None, ge=0)
     min_samples: int | None = Field(default=None, ge=0)
+    max_samples: int | None = Field(default=None, ge=0, description="Holds when samples are unknown or fewer.")
+    min_width: int | None = Field(default=None, ge=1)
+    max_width: int | None = Field(default=None, ge=1)
+    min_samples_per_param: float | None = Field(
+        default=None, gt=0, description="Holds when both counts are known and samples / params reaches it."
+    )
+    size_known: bool | None = Field(default=None, description="Both --samples and --params were given.")
+    positions: list[Literal["additive", "rotary", "relative"]] | None = None
+    base: bool | None = Field(default=None, description="A reference recipe (--base) was given.")
 
 
 class Match(Strict):
@@ -271,7 +280,26 @@ class Match(Strict):
     kind: DropoutKind | None = None
     module: str | None = Field(default=None, description="May use {cell} (LSTM or GRU).")
     p: float | None = Field(default=None, ge=0.0, lt=1.0)
-    label: str | None = Field(default=None, description="How to describe a structural path in an avoid entry.")
+    label: str | None = Field(
+        default=None,
+        description="How plans describe this place: a structural path in an avoid entry, or a site's 'where' "
+        "when the entry's site description does not fit it.",
+    )
+    then: Operation | None = Field(
+        default=None, description="The operation after 'before' (e.g. a Linear followed by BatchNorm)."
+    )
+    then_tag: str | None = None
+
+
+class RateRule(Strict):
+    """A written rule that picks the cited value a site starts from: the low end, the default or the high end.
+
+    Rules are read in order; the first whose condition holds wins. ``because`` is shown in the plan.
+    """
+
+    when: Condition
+    to: Literal["low", "default", "high"]
+    because: str = Field(min_length=10)
 
 
 class Engine(Strict):
@@ -296,6 +324,23 @@ class Engine(Strict):
     schedule: Literal["constant", "rise-with-depth", "early", "late"] = "constant"
     priority: int = Field(default=0, description="Where two recommendations claim one gap, the higher wins.")
     supersedes: list[str] = Field(default_factory=list)
+    text: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=240,
+        description="What plans say for this entry (a site's reason or a note) when the summary's wording "
+        "does not hold for every plan the entry applies to; it must stay true in all of them.",
+    )
+    rate_rules: list[RateRule] = Field(default_factory=list)
+    needs_sites_of: list[str] = Field(
+        default_factory=list,
+        description="A note shown only when the plan has sites placed by these entries ('*': any site).",
+    )
+    denies: list[Match] = Field(
+        default_factory=list,
+        description="Gaps this entry's plan text says take no dropout: the engine never shows the text next to a "
+        "site there, and the tests check it.",
+    )
 
     @model_validator(mode="after")
     def _needs_match(self) -> Engine:

@@ -22,6 +22,7 @@ Activation = Literal["relu", "leaky-relu", "gelu", "silu", "tanh", "sigmoid", "s
 Regime = Literal["scratch", "fine-tuning", "pretraining"]
 Overfitting = Literal["none", "mild", "strong", "unknown"]
 Modality = Literal["tabular", "image", "text", "audio", "graph", "sequence", "other"]
+Positions = Literal["additive", "rotary", "relative"]
 
 
 class Spec(BaseModel):
@@ -53,6 +54,14 @@ class Spec(BaseModel):
     # Transformer
     transformer: Literal["encoder", "decoder", "encoder-decoder"] | None = None
     norm: Literal["pre", "post"] | None = None
+    positions: Positions | None = Field(
+        default=None,
+        description="transformer: additive (learned or sinusoidal, summed with the token embeddings), rotary "
+        "(RoPE, inside attention: no embedding sum) or relative (a bias on the attention logits, T5)",
+    )
+    embedding_norm: bool | None = Field(
+        default=None, description="transformer: LayerNorm on the embedding sum before the first layer (BERT)"
+    )
     # GNN
     gnn: Literal["gcn", "gat"] | None = None
     # Data, size, regime, symptoms
@@ -63,6 +72,12 @@ class Spec(BaseModel):
     overfitting: Overfitting = "unknown"
     underfitting: bool = False
     uncertainty: bool = Field(default=False, description="MC-dropout uncertainty estimates wanted")
+    base: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the reference recipe (knowledge/recipes): the pretrained model being fine-tuned, or the "
+        "published configuration a model trained from scratch follows",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
@@ -126,6 +141,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "activation": "gelu",
         "transformer": "encoder",
         "norm": "pre",
+        "positions": "additive",
+        "embedding_norm": False,
         "modality": "text",
     },
     "gnn": {
@@ -186,6 +203,12 @@ def load_answers(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the top level must be a table of answers", hint='e.g. arch = "cnn"')
+    if {"sites", "layers", "spec"} <= set(data):
+        raise SpecError(
+            f"{path} is a placement plan (the output of 'recommend --format json'), not an answers file",
+            hint=f"generate code from it with 'dropout-advisor generate --plan {path}'; "
+            "save answers with 'recommend --save-answers FILE'",
+        )
     version = data.pop("answers_version", ANSWERS_VERSION)
     if version != ANSWERS_VERSION:
         raise SpecError(
@@ -196,10 +219,18 @@ def load_answers(path: Path) -> dict[str, Any]:
     return data
 
 
-def spec_flags(spec: Spec) -> list[str]:
-    """The command-line flags that reproduce the answers given (not the defaults)."""
+def given_answers(spec: Spec, base_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The answers given, less those equal to the base recipe's spec (``--base`` fills them again)."""
+    answers = spec.answers()
+    if base_spec and spec.base:
+        answers = {k: v for k, v in answers.items() if k not in base_spec or base_spec[k] != v}
+    return answers
+
+
+def spec_flags(spec: Spec, base_spec: dict[str, Any] | None = None) -> list[str]:
+    """The command-line flags that reproduce the answers given (not the defaults, nor what --base fills)."""
     parts: list[str] = []
-    for key, value in spec.answers().items():
+    for key, value in given_answers(spec, base_spec).items():
         flag = "--task" if key == "rnn_task" else "--" + key.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else flag.replace("--", "--no-", 1))
@@ -208,15 +239,15 @@ def spec_flags(spec: Spec) -> list[str]:
     return parts
 
 
-def answers_toml(spec: Spec) -> str:
-    """The answers file that replays this spec."""
+def answers_toml(spec: Spec, base_spec: dict[str, Any] | None = None) -> str:
+    """The answers file that replays this spec (fields the base recipe fills are left to it)."""
     from advisor import __version__
 
     lines = [
         f"# dropout-advisor {__version__} answers; replay with: dropout-advisor recommend --answers FILE",
         f"answers_version = {ANSWERS_VERSION}",
     ]
-    for key, value in spec.answers().items():
+    for key, value in given_answers(spec, base_spec).items():
         if isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, int | float):

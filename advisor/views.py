@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from advisor.explain import rate_str, short_ref
+from advisor.explain import rate_str, short_ref, site_group_view
 from advisor.knowledge import KnowledgeBase
 from advisor.schema import Citation, Recommendation
 from advisor.search import Hit
@@ -71,7 +71,7 @@ def search_rows(hits: list[Hit], kb: KnowledgeBase) -> None:
 
 
 def print_plan(plan: Any, kb: KnowledgeBase) -> None:
-    """The user's layer stack with dropout rows inserted, then the sites, places to avoid and notes."""
+    """The user's layer stack with dropout rows inserted, then the site groups, places to avoid and notes."""
     if not _rich_ok():
         sys.stdout.write(plan_plain(plan))
         return
@@ -83,24 +83,32 @@ def print_plan(plan: Any, kb: KnowledgeBase) -> None:
     stack = Text()
     for pos, op in enumerate(plan.layers):
         for site in plan.sites_at(pos):
-            stack.append(f"  ▶ {site.module}  p={site.p:g}", style="bold green")
+            sched = f" ({site.schedule})" if site.schedule != "constant" else ""
+            stack.append(f"  ▶ {site.module}  p={site.p:g}{sched}", style="bold green")
             stack.append(f"   {site.id} · {', '.join(site.recommendations)}\n", style="green")
         stack.append(f"  {op.label}\n", style="dim" if op.kind in ("input", "output") else "")
-    spec = plan.spec
-    con.print(Panel(stack, title=f"{spec.get('arch')} · {spec.get('layers')} layers · dropout in green", expand=False))
+    con.print(Panel(stack, title=_title(plan) + " · dropout in green", expand=False))
     if plan.sites:
         table = Table(title="Dropout sites", header_style="bold", show_lines=True)
-        for col in ("site", "where", "module", "p", "range", "why", "sources"):
+        for col in ("sites", "where", "module", "p", "range", "why", "sources"):
             table.add_column(col, overflow="fold")
-        for s in plan.sites:
+        for group in plan.site_groups():
+            v = site_group_view(group)
+            why = v["why"] + f" ({v['recommendations']})"
+            if v["schedule"]:
+                why += f"\nschedule: {v['schedule']}"
+            if v["fields"]:
+                why += f"\nset by: {v['fields']}"
+            if v["evidence"]:
+                why += f"\nread in: {v['evidence']}"
             table.add_row(
-                s.id,
-                f"after {s.after_label}\nbefore {s.before_label}",
-                s.module,
-                f"{s.p:g}",
-                f"{s.p_range[0]:g}–{s.p_range[1]:g}",
-                s.reason + f" ({', '.join(s.recommendations)})",
-                ", ".join(s.citations),
+                Text(v["ids"]),
+                Text((v["where"] + "\n" if v["where"] else "") + v["layers"]),
+                Text(v["module"]),
+                Text(v["rates"]),
+                Text(v["range"]),
+                Text(why),
+                Text(v["sources"]),
             )
         con.print(table)
     else:
@@ -108,31 +116,56 @@ def print_plan(plan: Any, kb: KnowledgeBase) -> None:
     if plan.avoid:
         con.print("\n[bold red]Do not put dropout here[/bold red]")
         for a in plan.avoid:
-            con.print(f"  ✗ {a.where}: {a.reason} [dim]({', '.join(a.recommendations)})[/dim]")
+            con.print(Text(f"  ✗ {a.where}: {a.reason} ") + Text(f"({', '.join(a.recommendations)})", style="dim"))
     if plan.notes:
         con.print("\n[bold]Notes[/bold]")
         for n in plan.notes:
-            tag = " [yellow](contested)[/yellow]" if n.contested else ""
-            con.print(f"  • {n.text}{tag} [dim]({', '.join(n.recommendations)}; {', '.join(n.citations)})[/dim]")
+            line = Text(f"  • {n.text}")
+            if n.contested:
+                line.append(" (contested)", style="yellow")
+            line.append(f" ({', '.join(n.recommendations)}; {', '.join(n.citations)})", style="dim")
+            con.print(line)
     con.print("\n[dim]Details: dropout-advisor explain ID · sources: dropout-advisor refs show KEY[/dim]")
 
 
+def _title(plan: Any) -> str:
+    spec = plan.spec
+    title = f"{spec.get('arch')} · {spec.get('layers')} layers"
+    if spec.get("base"):
+        title += f" · following {spec.get('base')} ({spec.get('regime')})"
+    return title
+
+
 def plan_plain(plan: Any) -> str:
-    out = [f"Dropout plan: {plan.spec.get('arch')}, {plan.spec.get('layers')} layers", ""]
+    """The plan as plain text (piped output): stack, one entry per group of like sites, avoid list, notes."""
+    spec = plan.spec
+    head = f"Dropout plan: {spec.get('arch')}, {spec.get('layers')} layers"
+    if spec.get("base"):
+        head += f", following {spec.get('base')} ({spec.get('regime')})"
+    out = [head, ""]
     for pos, op in enumerate(plan.layers):
         for site in plan.sites_at(pos):
-            out.append(f"  >> {site.module}  p={site.p:g}  [{site.id}: {', '.join(site.recommendations)}]")
+            sched = f" ({site.schedule})" if site.schedule != "constant" else ""
+            out.append(f"  >> {site.module}  p={site.p:g}{sched}  [{site.id}: {', '.join(site.recommendations)}]")
         out.append(f"     {op.label}")
     out.append("")
     if plan.sites:
-        out.append("Sites:")
-        for s in plan.sites:
-            out.append(
-                f"  {s.id}  {s.module}  p={s.p:g} (range {s.p_range[0]:g}-{s.p_range[1]:g})"
-                f"  after {s.after_label}, before {s.before_label}"
-            )
-            out.append(f"      why: {s.reason} ({', '.join(s.recommendations)})")
-            out.append(f"      sources: {', '.join(s.citations)}")
+        groups = plan.site_groups()
+        out.append(f"Sites ({len(plan.sites)} in {len(groups)} group{'s' if len(groups) != 1 else ''}):")
+        for group in groups:
+            v = site_group_view(group)
+            out.append(f"  {v['ids']}  {v['module']}  {v['rates']} (range {v['range'].replace('–', '-')})")
+            if v["where"]:
+                out.append(f"      where: {v['where']}")
+            out.append(f"      layers: {v['layers']}")
+            if v["schedule"]:
+                out.append(f"      schedule: {v['schedule']}")
+            out.append(f"      why: {v['why']} ({v['recommendations']})")
+            if v["fields"]:
+                out.append(f"      set by: {v['fields']}")
+            if v["evidence"]:
+                out.append(f"      read in: {v['evidence']}")
+            out.append(f"      sources: {v['sources']}")
     else:
         out.append("No dropout sites for this network: see the notes.")
     if plan.avoid:

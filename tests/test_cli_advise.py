@@ -13,6 +13,7 @@ CNN_SCRIPT = (
         [
             "cnnn",  # wrong: re-asked with a suggestion
             "cnn",
+            "scratch",
             "4",
             "back",  # revise the number of layers
             "3",
@@ -24,7 +25,6 @@ CNN_SCRIPT = (
             "2",
             "50k",
             "",  # params: unknown
-            "scratch",
             "strong",
             "no",  # uncertainty
             "n",  # do not save
@@ -259,3 +259,119 @@ def test_resnet_without_batchnorm_points_to_cnn(runner):
     result = runner.invoke(app, ["recommend", "--arch", "resnet", "--no-batch-norm"])
     assert result.exit_code == 2
     assert "use arch 'cnn'" in result.stderr
+
+
+# ---- --base: a reference recipe ----
+
+
+def test_base_fills_the_spec_and_every_site_names_recipe_fields_and_sources(runner):
+    result = runner.invoke(app, ["recommend", "--base", "bert-base-uncased", "--regime", "fine-tuning", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["spec"]["arch"] == "transformer" and plan["spec"]["base"] == "bert-base"
+    assert plan["sites"] and all(s["recipe"] == "bert-base" for s in plan["sites"])
+    assert all(s["fields"] and s["evidence"] and "devlin2019" in s["citations"] for s in plan["sites"])
+
+
+def test_unknown_base_exits_2_with_close_names(runner):
+    result = runner.invoke(app, ["recommend", "--base", "bert-bse"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --base: no reference recipe named 'bert-bse'")
+    assert "did you mean 'bert-base'" in result.stderr and "\nhint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_base_of_another_family_exits_2(runner):
+    result = runner.invoke(app, ["recommend", "--arch", "cnn", "--base", "bert-base"])
+    assert result.exit_code == 2
+    assert "--base bert-base is a transformer" in result.stderr and "hint: leave out --arch" in result.stderr
+
+
+def test_base_in_an_answers_file(runner, tmp_path):
+    path = tmp_path / "ft.toml"
+    path.write_text('answers_version = 1\nbase = "bert-base"\nregime = "fine-tuning"\nsamples = 8000\n')
+    result = runner.invoke(app, ["recommend", "--answers", str(path), "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert {s["p"] for s in json.loads(result.stdout)["sites"]} == {0.1}
+
+
+def test_saved_answers_leave_the_recipe_fields_to_the_base(runner, tmp_path):
+    path = tmp_path / "a.toml"
+    args = ["recommend", "--base", "bert-base", "--regime", "fine-tuning", "--layers", "6"]
+    result = runner.invoke(app, [*args, "--save-answers", str(path)])
+    assert result.exit_code == 0, result.stderr
+    saved = path.read_text()
+    assert 'base = "bert-base"' in saved and "layers = 6" in saved
+    assert "width" not in saved and "norm" not in saved  # the recipe gives them again on replay
+
+
+def test_generate_takes_base(runner):
+    result = runner.invoke(app, ["generate", "--base", "bert-base", "--regime", "fine-tuning", "-o", "-"])
+    assert result.exit_code == 0, result.stderr
+    assert "--base bert-base" in result.stdout and "nn.Dropout" in result.stdout
+
+
+def test_a_plan_file_passed_as_answers_is_refused(runner, tmp_path):
+    plan = runner.invoke(app, ["recommend", "--arch", "mlp", "-f", "json"]).stdout
+    path = tmp_path / "plan.json"
+    path.write_text(plan)
+    result = runner.invoke(app, ["recommend", "--answers", str(path)])
+    assert result.exit_code == 2
+    assert "is a placement plan" in result.stderr
+    assert f"generate --plan {path}" in result.stderr
+    assert "no answer for" not in result.stderr
+
+
+def test_interview_asks_for_the_base_when_fine_tuning(runner):
+    script = "transformer\nfine-tuning\nbert-base-uncased\n8k\nmild\nno\nn\nn\n"
+    result = runner.invoke(app, ["ask"], input=script)
+    assert result.exit_code == 0, result.stderr
+    assert "Which pretrained model are you fine-tuning?" in result.stderr
+    choices = result.stderr.split("Which pretrained model are you fine-tuning?", 1)[1].split("[", 1)[1].split("]")[0]
+    assert "bert-base" in choices.split("/") and choices.endswith("/none")  # the recipes of the family
+    assert "resnet-50" not in choices.split("/")
+    assert "How many layers" not in result.stderr  # the recipe answers the architecture questions
+    command = result.stderr.split("The same plan without questions:", 1)[1].splitlines()[1].split()
+    assert command[:2] == ["dropout-advisor", "recommend"] and "--arch" not in command and "--layers" not in command
+    assert {"--base", "bert-base", "--regime", "fine-tuning", "--samples", "8000"} <= set(command)
+
+
+def test_interview_rejects_an_unknown_base_and_asks_again(runner):
+    script = "transformer\nfine-tuning\nbert-bse\nnone\n" + "\n" * 12
+    result = runner.invoke(app, ["ask"], input=script)
+    assert result.exit_code == 0, result.stderr
+    assert "no recipe named 'bert-bse'" in result.stderr
+    assert "keep the pretrained configuration" in result.stdout
+
+
+def test_long_plans_show_each_group_of_sites_once(runner):
+    result = runner.invoke(app, ["recommend", "--base", "bert-base", "--regime", "fine-tuning"])
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "Sites (38 in 5 groups):" in out
+    assert out.count("attention_layer: dropout on the attention probabilities") == 1
+    assert "12 places, blocks 1–12" in out
+
+
+def test_markdown_plan_groups_sites_and_shows_schedules(runner):
+    result = runner.invoke(app, ["recommend", "--arch", "mlp", "--underfitting", "-f", "markdown"])
+    assert result.exit_code == 0
+    assert "early dropout: this rate for the first part of training" in result.stdout
+    assert "| S1, S2 |" in result.stdout  # both hidden-layer sites in one row
+
+
+def test_base_plans_and_the_base_interview_never_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from advisor.cli import app\n"
+        "r = CliRunner()\n"
+        "assert r.invoke(app, ['recommend', '--base', 'bert-base', '--regime', 'fine-tuning']).exit_code == 0\n"
+        "assert r.invoke(app, ['ask'], input='transformer\\nfine-tuning\\nbert-base\\n' + '\\n' * 8).exit_code == 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

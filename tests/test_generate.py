@@ -109,6 +109,7 @@ RATE_FIELDS = {
     "drop_path_attn",
     "drop_path_ffn",
     "feature_dropout",
+    "value_dropout",
 }
 
 
@@ -292,15 +293,15 @@ def test_mc_dropout_only_when_asked(rendered):
 
 def test_rising_rates_are_constants_per_block_with_their_sites(rendered):
     code = rendered["cnn"][0].code
-    assert "conv_dropout: tuple[float, ...] = (0.1, 0.175, 0.25)" in code
-    assert "S1 p=0.1, S2 p=0.175, S3 p=0.25 (DRP005, DRP004, DRP201)" in code
+    assert "conv_dropout: tuple[float, ...] = (0.01, 0.1, 0.1)" in code
+    assert "S1 p=0.01, S2 p=0.1, S3 p=0.1 (DRP005, DRP004)" in code
     assert "rises with depth" in code
 
 
 def test_early_dropout_schedule_is_commented(rendered):
     code = rendered["mlp_early_dropout"][0].code
     assert "Scheduled (early dropout, DRP202)" in code
-    assert "input_dropout: float = 0.0" in code
+    assert "hidden_dropout: float = 0.1" in code
 
 
 def test_each_site_carries_its_recommendation_and_rate(rendered):

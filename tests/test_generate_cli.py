@@ -209,7 +209,7 @@ def test_smoke_json(runner, model_file):
     result = runner.invoke(app, ["smoke", str(model_file), "--device", "cpu", "--format", "json"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["ok"] is True and data["device"] == "cpu" and data["dropout_sites"] == 2
+    assert data["ok"] is True and data["device"] == "cpu" and data["dropout_sites"] == 1  # tabular: no input dropout
     assert data["end_loss"] <= data["start_loss"] / 2
 
 

@@ -1,10 +1,12 @@
-"""The engine: golden plans for canonical architectures, the literature's rate responses, and
-properties that must hold for every valid spec."""
+"""The engine: golden plans, the literature's answers to the review's examples, reference recipes
+(--base) reproduced site by site, and properties that must hold for every valid spec."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from advisor.recommend import recommend
+from advisor.advise.base import _scoped, recipe_regime
+from advisor.advise.roles import role_positions
+from advisor.errors import SpecError
+from advisor.explain import plan_json, plan_markdown, schedule_text
+from advisor.knowledge import KnowledgeBase, data_root, default_kb, load
+from advisor.plan import Plan, PlanSite
+from advisor.recommend import denied, recommend
 from advisor.spec import Spec
+from advisor.stack import op_tags
+from advisor.views import plan_plain
 
 GOLDEN = Path(__file__).parent / "golden" / "plans"
+FIXTURE_RECIPES = Path(__file__).parent / "fixtures" / "recipes"
 
 CANONICAL = {
     "vgg_cnn": Spec(arch="cnn", layers=5, pooling="max", head="fc", fc_layers=2, samples=1_200_000),
@@ -40,8 +51,21 @@ CANONICAL = {
         params=7_000_000_000,
     ),
     "gcn": Spec(arch="gnn", gnn="gcn", layers=2),
+    "gat": Spec(arch="gnn", gnn="gat", layers=2),
     "selu_mlp": Spec(arch="mlp", layers=3, activation="selu"),
+    "mlp_batchnorm": Spec(arch="mlp", layers=3, batch_norm=True),
+    "cnn_underfitting": Spec(arch="cnn", layers=3, underfitting=True),
 }
+
+
+@pytest.fixture(scope="session")
+def fixture_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    """The installed knowledge base plus the test recipes of tests/fixtures/recipes (a tmp copy)."""
+    root = tmp_path_factory.mktemp("kb") / "knowledge"
+    shutil.copytree(data_root(), root)
+    for path in FIXTURE_RECIPES.glob("*.toml"):
+        shutil.copy(path, root / "recipes" / path.name)
+    return load(root)
 
 
 @pytest.mark.parametrize("name", sorted(CANONICAL))
@@ -55,33 +79,228 @@ def test_golden_plan(name):
     assert got == path.read_text(encoding="utf-8"), f"plan for {name} changed; review and UPDATE_GOLDEN=1"
 
 
-def _sites(plan, kind=None):
-    return [s for s in plan.sites if kind is None or s.kind == kind]
+def _primary(site: PlanSite) -> str:
+    return site.recommendations[0]
 
 
-def test_vgg_style_cnn_drops_fc_head_at_half_and_conv_stack_lower():
+def _after_tags(plan: Plan, site: PlanSite) -> tuple[str, ...]:
+    return op_tags(plan.layers, site.position - 1)
+
+
+# ---- the review's examples (issue 9), one test each ----
+
+
+# The review's command, as written in issue 9.
+BERT_8K = (
+    "recommend --arch transformer --transformer encoder --layers 12 --width 768 --norm post --activation gelu "
+    "--regime fine-tuning --samples 8k --params 110M --format json"
+)
+
+
+def test_bert_base_fine_tuned_on_8k_examples_keeps_point_one(runner):
+    from advisor.cli import app
+
+    result = runner.invoke(app, BERT_8K.split())
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["sites"], "the new classifier head keeps BERT's 0.1"
+    assert {s["p"] for s in plan["sites"]} == {0.1}
+    assert not any("parameters per training example" in s["reason"] for s in plan["sites"])
+
+
+def test_bert_base_fine_tuning_with_base_keeps_every_site_at_point_one():
+    plan = recommend(Spec(base="bert-base", arch="transformer", regime="fine-tuning", samples=8_000))
+    assert len(plan.sites) == 1 + 3 * 12 + 1  # embeddings, 3 per layer, classifier input
+    assert {s.p for s in plan.sites} == {0.1}
+    assert all(s.recipe == "bert-base" for s in plan.sites)
+
+
+@pytest.mark.parametrize("base", [None, "bert-base", "fixture-gpt2"])
+def test_no_ffn_inner_site_when_fine_tuning_bert_or_gpt2(fixture_kb, base):
+    spec = (
+        Spec(arch="transformer", transformer="encoder", layers=12, width=768, norm="post", regime="fine-tuning")
+        if base is None
+        else Spec(arch="transformer", base=base, regime="fine-tuning")
+    )
+    plan = recommend(spec, fixture_kb)
+    ffn_inner = [s for s in plan.sites if s.after == "activation" and "ffn" in _after_tags(plan, s)]
+    assert ffn_inner == []
+
+
+LLAMA_STYLE = Spec(
+    arch="transformer",
+    transformer="decoder",
+    layers=32,
+    width=4096,
+    norm="pre",
+    activation="silu",
+    positions="rotary",
+    params=7_000_000_000,
+    samples=50_000,
+    regime="fine-tuning",
+)
+
+
+def test_llama_style_7b_fine_tune_gets_no_dropout():
+    plan = recommend(LLAMA_STYLE)
+    assert plan.sites == []
+    assert not any(op.kind == "positional-encoding" for op in plan.layers), "rotary: no embedding sum"
+    assert any("DRP207" in n.recommendations and "audit" in n.text for n in plan.notes)
+
+
+def test_fine_tuning_a_no_dropout_base_says_what_its_sources_say(fixture_kb):
+    plan = recommend(Spec(arch="transformer", base="fixture-llama", regime="fine-tuning"), fixture_kb)
+    assert plan.sites == []
+    text = " ".join(n.text for n in plan.notes)
+    assert "has no dropout anywhere" in text and "touvron2023" in text
+    assert "no dropout to turn on for fine-tuning" in text
+
+
+def test_t5_v1_1_base_pretrains_without_dropout_and_fine_tunes_with_it(fixture_kb):
+    pre = recommend(Spec(arch="transformer", base="fixture-t5-v1-1", regime="pretraining"), fixture_kb)
+    fine = recommend(Spec(arch="transformer", base="fixture-t5-v1-1", regime="fine-tuning"), fixture_kb)
+    assert pre.sites == []
+    assert fine.sites and {s.p for s in fine.sites} == {0.1}
+    finals = [s for s in fine.sites if s.role == "final"]
+    assert len(finals) == 2, "T5 drops the output of the encoder stack and of the decoder stack"
+
+
+def test_125m_decoder_pretrained_on_10b_tokens_gets_no_dropout():
+    spec = Spec(arch="transformer", transformer="decoder", layers=12, width=768, regime="pretraining")
+    plan = recommend(spec.model_copy(update={"params": 125_000_000, "samples": 10_000_000_000}))
+    assert plan.sites == []
+    assert plan.notes[0].recommendations == ["DRP205"]
+
+
+def test_pretraining_below_the_cited_tokens_per_parameter_keeps_the_bottom_of_the_range():
+    spec = Spec(arch="transformer", transformer="decoder", layers=12, width=768, regime="pretraining")
+    plan = recommend(spec.model_copy(update={"params": 1_000_000_000, "samples": 5_000_000_000}))
+    assert plan.sites and all(s.p == s.p_range[0] for s in plan.sites)
+    assert not any("DRP205" in n.recommendations for n in plan.notes)
+
+
+def test_plain_cnn_never_says_none_in_the_conv_stack_next_to_conv_sites():
+    plan = recommend(Spec(arch="cnn", layers=3))
+    conv = [s for s in plan.sites if "conv" in _after_tags(plan, s)]
+    assert conv, "a plain CNN trained from scratch on unknown data gets conv-stack dropout (Srivastava 2014)"
+    texts = [s.reason for s in plan.sites] + [s.where for s in plan.sites] + [n.text for n in plan.notes]
+    assert not any(re.search(r"(none|not) in the conv stack", t) for t in texts)
+
+
+def test_cnn_on_imagenet_scale_data_drops_the_fc_head_only():
     plan = recommend(CANONICAL["vgg_cnn"])
-    head = [s for s in plan.sites if "DRP003" in s.recommendations]
-    conv = [s for s in plan.sites if "DRP005" in s.recommendations]
-    assert len(head) == 2 and all(s.p == 0.5 for s in head)
-    assert conv and max(s.p for s in conv) < min(s.p for s in head)
-    # Rates rise with depth in the conv stack.
-    assert [s.p for s in conv] == sorted(s.p for s in conv) and conv[0].p < conv[-1].p
-    assert all(s.kind == "dropout2d" for s in conv)
-    assert plan.sites[-1].before == "output"  # dropout before the last Linear, never after it
+    assert [s.p for s in plan.sites] == [0.5, 0.5]
+    assert all("head" in _after_tags(plan, s) for s in plan.sites)
 
 
-def test_resnet_gets_no_dropout_in_blocks_and_warns_before_batchnorm():
-    plan = recommend(CANONICAL["resnet"])
-    assert all(s.kind == "drop-path" for s in plan.sites)
-    assert any("DRP101" in a.recommendations for a in plan.avoid)
-    assert any("DRP008" in n.recommendations for n in plan.notes)
+def test_batchnorm_mlp_gets_no_dropout_feeding_linear_then_batchnorm():
+    plan = recommend(CANONICAL["mlp_batchnorm"])
+    for s in plan.sites:
+        nxt = plan.layers[s.position + 1] if s.position + 1 < len(plan.layers) else None
+        assert not (plan.layers[s.position].kind == "linear" and nxt is not None and nxt.kind == "batchnorm")
+    assert [s.before for s in plan.sites] == ["output"], "only after the last BatchNorm, before the classifier"
 
 
-def test_shallow_resnet_has_no_sites_until_it_overfits():
-    assert recommend(Spec(arch="resnet", layers=8)).sites == []
-    overfit = recommend(Spec(arch="resnet", layers=8, overfitting="strong"))
-    assert [s.before for s in overfit.sites] == ["output"]
+def test_bert_fine_tuning_head_never_appears_in_pretraining_plans():
+    for samples in (None, 1_000_000, 10**11):
+        spec = CANONICAL["bert_finetune"].model_copy(update={"regime": "pretraining", "samples": samples})
+        plan = recommend(spec)
+        assert not any("DRP020" in s.recommendations for s in plan.sites)
+
+
+def test_underfitting_shows_early_dropout_everywhere_and_the_head_leaves_point_five():
+    plan = recommend(CANONICAL["cnn_underfitting"])
+    assert plan.sites and all(s.schedule == "early" for s in plan.sites)
+    assert max(s.p for s in plan.sites) <= 0.1
+    words = schedule_text("early")
+    assert words in plan_plain(plan)
+    assert words in plan_markdown(plan, default_kb())
+    assert {s["schedule"] for s in plan_json(plan)["sites"]} == {"early"}
+
+
+# ---- rates from their own sources ----
+
+
+def test_channel_wise_conv_dropout_takes_enet_rates():
+    plan = recommend(Spec(arch="cnn", layers=4, modality="image"))
+    conv = [s for s in plan.sites if s.kind == "dropout2d"]
+    assert [s.p for s in conv] == [0.01, 0.1, 0.1, 0.1]
+    assert all("paszke2016" in s.citations for s in conv)
+
+
+def test_element_wise_conv_rates_exclude_srivastavas_input_rate():
+    plan = recommend(Spec(arch="cnn", layers=3, modality="audio"))
+    conv = [s for s in plan.sites if s.kind == "dropout" and "conv" in _after_tags(plan, s)]
+    # SVHN: 0.25 in the lower conv layers, 0.5 at the top conv layer; 0.1 is the seed answer's conv rate.
+    assert [s.p for s in conv] == [0.1, 0.25, 0.5]
+    assert conv[0].p_range == (0.1, 0.5)
+
+
+def test_tabular_modality_turns_input_dropout_off():
+    tabular = recommend(Spec(arch="mlp", modality="tabular"))
+    image = recommend(Spec(arch="mlp", modality="image"))
+    assert not any(s.after == "input" for s in tabular.sites)
+    assert any("DRP002" in n.recommendations and "tabular" in n.text for n in tabular.notes)
+    assert [s.p for s in image.sites if s.after == "input"] == [0.2]
+
+
+def test_gat_gets_all_three_reference_dropouts_per_layer():
+    plan = recommend(CANONICAL["gat"])
+    per_layer: dict[int | None, list[PlanSite]] = {}
+    for s in plan.sites:
+        per_layer.setdefault(plan.layers[s.position].block, []).append(s)  # the layer the site feeds
+    assert len(per_layer) == 2
+    for sites in per_layer.values():
+        kinds = [(s.before, s.after) for s in sites]
+        assert kinds[0][0] == "linear", "the layer's input features, before W·h"
+        assert kinds[1] == ("attention", "attention-weights"), "the normalized attention coefficients"
+        assert kinds[2][1] == "attention", "the transformed features W·h_j that the aggregation reads"
+        assert [s.p for s in sites] == [0.6, 0.6, 0.6]
+
+
+@pytest.mark.parametrize(("width", "p"), [(200, 0.5), (650, 0.5), (1500, 0.65), (2048, 0.65)])
+def test_lstm_rates_follow_zarembas_model_size(width, p):
+    plan = recommend(Spec(arch="rnn", layers=2, width=width, rnn_task="classifier", embeddings=False))
+    assert {s.p for s in plan.sites} == {p}
+
+
+def test_more_data_lowers_and_strong_overfitting_raises_to_the_ends_of_the_range():
+    base = Spec(arch="mlp", layers=2, modality="image")
+    small = recommend(base.model_copy(update={"samples": 2_000, "overfitting": "strong"}))
+    large = recommend(base.model_copy(update={"samples": 50_000_000}))
+    assert [s.p for s in small.sites] == [0.2, 0.5, 0.5]
+    assert [s.p for s in large.sites] == [0.2, 0.2], "the input rate reaches 0 and is left out"
+    assert "DRP201" in small.sites[-1].recommendations
+
+
+def test_parameters_per_example_push_applies_only_from_scratch():
+    spec = Spec(arch="cnn", layers=3, samples=50_000, params=500_000_000)
+    assert any("parameters per training example" in s.reason for s in recommend(spec).sites)
+    for regime in ("fine-tuning", "pretraining"):
+        plan = recommend(spec.model_copy(update={"regime": regime}))
+        assert not any("parameters per training example" in s.reason for s in plan.sites)
+
+
+def test_strong_overfitting_does_not_raise_a_base_rate(fixture_kb):
+    plan = recommend(
+        Spec(arch="transformer", base="fixture-gpt2", regime="fine-tuning", overfitting="strong"), fixture_kb
+    )
+    assert {s.p for s in plan.sites} == {0.1}
+    assert any("Strong overfitting" in n.text for n in plan.notes)
+
+
+@pytest.mark.parametrize(("overfitting", "head"), [("unknown", 0.1), ("mild", 0.1), ("strong", 0.3)])
+def test_only_strong_overfitting_moves_a_base_rate_to_the_top_of_a_recorded_range(fixture_kb, overfitting, head):
+    spec = Spec(arch="transformer", base="fixture-ft-range", regime="fine-tuning", overfitting=overfitting)
+    plan = recommend(spec, fixture_kb)
+    assert [s.p for s in plan.sites if s.role == "head"] == [head]
+    assert {s.p for s in plan.sites if s.role != "head"} == {0.1}, "rates without a recorded range never move"
+
+
+def test_mc_dropout_note_when_uncertainty_wanted():
+    plan = recommend(Spec(arch="resnet", layers=8, uncertainty=True))
+    assert any("DRP308" in n.recommendations for n in plan.notes)
+    assert plan.sites, "MC dropout needs at least one dropout site"
 
 
 def test_wrn_puts_dropout_between_the_two_convs_and_never_on_identity():
@@ -99,129 +318,380 @@ def test_lstm_lm_uses_between_layer_argument_only_with_two_layers():
     single = recommend(Spec(arch="rnn", layers=1, rnn_task="classifier"))
     assert not any("dropout=" in s.module for s in single.sites)
     assert any("DRP304" in n.recommendations for n in single.notes)
-    assert any("recurrent" in a.where for a in plan.avoid)
-
-
-def test_large_pretraining_disables_dropout():
-    plan = recommend(CANONICAL["decoder_pretraining"])
-    assert plan.sites == []
-    assert "DRP022" in plan.notes[0].recommendations
-
-
-def test_bert_finetuning_keeps_point_one_everywhere():
-    plan = recommend(CANONICAL["bert_finetune"])
-    kinds = {s.kind for s in plan.sites}
-    assert {"dropout", "attention-dropout"} <= kinds
-    assert all(s.p == 0.1 for s in plan.sites)
-    assert plan.sites[-1].before == "output"
-
-
-def test_selu_gets_alpha_dropout_only():
-    plan = recommend(CANONICAL["selu_mlp"])
-    assert plan.sites and all(s.kind == "alpha-dropout" for s in plan.sites)
-
-
-def test_gcn_drops_the_input_of_each_graph_convolution():
-    plan = recommend(CANONICAL["gcn"])
-    assert len(plan.sites) == 2 and all(s.p == 0.5 for s in plan.sites)
-
-
-def test_more_data_lowers_and_strong_overfitting_raises_rates():
-    base = Spec(arch="mlp", layers=2)
-    small = recommend(base.model_copy(update={"samples": 2_000, "overfitting": "strong"}))
-    large = recommend(base.model_copy(update={"samples": 50_000_000}))
-    plain = recommend(base)
-    for a, b, c in zip(small.sites, plain.sites, large.sites, strict=True):
-        assert a.p >= b.p >= c.p
-    assert small.sites[-1].p > large.sites[-1].p
-    assert "DRP201" in small.sites[-1].recommendations
-
-
-def test_underfitting_lowers_rates_and_schedules_early_dropout():
-    plan = recommend(Spec(arch="mlp", underfitting=True))
-    assert all(s.schedule == "early" and s.p == s.p_range[0] for s in plan.sites)
-    assert any("DRP202" in n.recommendations for n in plan.notes)
-
-
-def test_mc_dropout_note_when_uncertainty_wanted():
-    plan = recommend(Spec(arch="resnet", layers=8, uncertainty=True))
-    assert any("DRP308" in n.recommendations for n in plan.notes)
-    assert plan.sites, "MC dropout needs at least one dropout site"
 
 
 def test_adding_a_recommendation_file_changes_advice(tmp_path):
-    import shutil
-
-    from advisor.knowledge import data_root, load
-
     root = tmp_path / "knowledge"
     shutil.copytree(data_root(), root)
-    src = (root / "recommendations" / "DRP020.toml").read_text(encoding="utf-8")
-    new = (
-        src.replace('id = "DRP020"', 'id = "DRP099"')
-        .replace('transformer = ["encoder"]', 'transformer = ["decoder"]')
-        .replace('after = "global-pool", before = "output"', 'after = "layernorm", before = "output"')
-    )
-    assert new.count("DRP099") == 1 and 'after = "layernorm"' in new
+    src = (root / "recommendations" / "DRP017.toml").read_text(encoding="utf-8")
+    new = src.replace('id = "DRP017"', 'id = "DRP099"').replace('arch = ["transformer"]', 'arch = ["gnn"]')
+    new = new.replace('{ after = "attention", before = "residual-add" }', '{ after = "input", before = "any" }')
+    assert new.count("DRP099") == 1 and 'after = "input", before = "any"' in new
     (root / "recommendations" / "DRP099.toml").write_text(new, encoding="utf-8")
-    kb = load(root)
-    spec = Spec(arch="transformer", transformer="decoder")
+    spec = Spec(arch="gnn")
     assert "DRP099" not in {r for s in recommend(spec).sites for r in s.recommendations}
-    assert "DRP099" in {r for s in recommend(spec, kb).sites for r in s.recommendations}
+    assert "DRP099" in {r for s in recommend(spec, load(root)).sites for r in s.recommendations}
 
 
-# ---- properties over valid specs ----
+# ---- --base: errors and spec filling ----
 
-specs = st.builds(
-    dict,
-    arch=st.sampled_from(["mlp", "cnn", "resnet", "rnn", "transformer", "gnn"]),
-    layers=st.integers(1, 40),
-    width=st.integers(1, 4096),
-    batch_norm=st.none() | st.booleans(),
-    activation=st.none() | st.sampled_from(["relu", "gelu", "tanh", "selu", "silu"]),
-    pooling=st.none() | st.sampled_from(["max", "avg", "none"]),
-    head=st.none() | st.sampled_from(["fc", "gap"]),
-    fc_layers=st.none() | st.integers(0, 4),
-    wide=st.none() | st.booleans(),
-    cell=st.none() | st.sampled_from(["lstm", "gru"]),
-    rnn_task=st.none() | st.sampled_from(["lm", "classifier", "seq2seq"]),
-    embeddings=st.none() | st.booleans(),
-    transformer=st.none() | st.sampled_from(["encoder", "decoder", "encoder-decoder"]),
-    norm=st.none() | st.sampled_from(["pre", "post"]),
-    gnn=st.none() | st.sampled_from(["gcn", "gat"]),
-    samples=st.none() | st.integers(1, 10**10),
-    params=st.none() | st.integers(1, 10**11),
-    modality=st.none() | st.sampled_from(["tabular", "image", "text", "graph"]),
-    regime=st.sampled_from(["scratch", "fine-tuning", "pretraining"]),
-    overfitting=st.sampled_from(["none", "mild", "unknown"]),
-    uncertainty=st.booleans(),
+
+def test_unknown_base_is_a_usage_error_with_suggestions():
+    with pytest.raises(SpecError) as err:
+        recommend(Spec(arch="transformer", base="bert-bse"))
+    assert err.value.exit_code == 2 and "bert-base" in (err.value.hint or "")
+
+
+def test_base_of_another_family_is_refused():
+    with pytest.raises(SpecError, match="is a transformer"):
+        recommend(Spec(arch="cnn", base="bert-base"))
+
+
+def test_flags_win_over_the_base_spec():
+    plan = recommend(Spec(arch="transformer", base="bert-base", layers=6, regime="fine-tuning"))
+    assert plan.spec["layers"] == 6 and plan.spec["width"] == 768
+    assert len([s for s in plan.sites if s.kind == "attention-dropout"]) == 6
+
+
+# ---- every recipe reproduces its own sites and rates (golden, over kb.recipes) ----
+
+# Which side of a gap each role sits on: a table written from the roles' definitions in advisor.schema,
+# independent of the mapping code, so the mapping is checked rather than repeated.
+ROLE_GAP_KINDS = {
+    "input": lambda a, b: a == "input",
+    "embedding": lambda a, b: a in ("embedding", "positional-encoding", "layernorm") and b != "embedding",
+    "embedding-dropout": lambda a, b: (a, b) == ("input", "embedding"),
+    "attention-weights": lambda a, b: (a, b) == ("attention-weights", "attention"),
+    "attention-output": lambda a, b: (a, b) == ("attention", "residual-add"),
+    "ffn-inner": lambda a, b: (a, b) == ("activation", "linear"),
+    "ffn-output": lambda a, b: (a, b) == ("linear", "residual-add"),
+    "drop-path": lambda a, b: b == "residual-add",
+    "final": lambda a, b: (
+        a in ("layernorm", "residual-add", "activation", "rnn-layer")
+        and b in ("global-pool", "flatten", "output", "embedding")
+    ),
+    "head": lambda a, b: b == "output",
+    "fc": lambda a, b: b == "linear" and a in ("flatten", "activation"),
+    "conv": lambda a, b: a == "activation",
+    "block-mid": lambda a, b: (a, b) == ("activation", "conv"),
+    "rnn-input": lambda a, b: a in ("input", "embedding") and b == "rnn-layer",
+    "rnn-between": lambda a, b: (a, b) == ("rnn-layer", "rnn-layer"),
+    "rnn-output": lambda a, b: (a, b) == ("rnn-layer", "output"),
+    "weight-drop": lambda a, b: b == "rnn-layer",
+    "hidden": lambda a, b: a == "activation",
+    "graph-input": lambda a, b: b in ("linear", "graph-conv", "output"),
+    "graph-attention": lambda a, b: a == "attention-weights",
+    "graph-features": lambda a, b: a == "attention",
+}
+
+
+def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
+    recipe = kb.recipes[key]
+    plan = recommend(Spec.model_validate({**recipe.spec, "base": key, "regime": regime}), kb)
+    used = recipe_regime(recipe, regime)
+    expected = [r for r in recipe.sites if (r.regime is None or used in r.regime) and r.p > 0]
+    left_out = " ".join(n.text for n in plan.notes if "has no place for" in n.text)
+    assert all(s.recipe == key for s in plan.sites)
+    assert {s.role for s in plan.sites} <= {r.role for r in expected}, "no site the recipe does not have"
+    for rsite in expected:
+        sites = [s for s in plan.sites if s.role == rsite.role and s.kind == rsite.kind and s.fields == rsite.fields]
+        ranged = [r.p for r in expected if (r.role, r.kind, r.fields) == (rsite.role, rsite.kind, rsite.fields)]
+        if len(ranged) > 1 and rsite.p != min(ranged):
+            continue  # a recorded range: the plan takes its low end (its top only for strong overfitting)
+        if not sites:
+            # A structure the stack cannot hold (GoogLeNet's auxiliary heads, ConvNeXt's residual branches
+            # in a plain-CNN spec) is left out and said so, never silently.
+            assert rsite.where in left_out, f"{key}: {rsite.role} p={rsite.p} missing and not reported"
+            continue
+        assert len(sites) == len(_scoped(role_positions(rsite.role, plan.layers), rsite.scope))
+        expected_count = _count_by_structure(rsite.role, plan, Spec.model_validate(plan.spec))
+        if expected_count is not None:
+            assert len(sites) == len(_scoped(list(range(expected_count)), rsite.scope)), (rsite.role, len(sites))
+        for s in sites:
+            assert ROLE_GAP_KINDS[rsite.role](s.after, s.before), (rsite.role, s.after, s.before)
+            if rsite.schedule == "linear-depth":
+                n = len({o.block for o in plan.layers if o.block is not None})
+                assert s.p == round(rsite.p * (s.block + 1) / n, 3)
+            else:
+                assert s.p == rsite.p
+            assert {src.citation for src in rsite.sources} <= set(s.citations)
+            assert s.evidence and key in s.reason
+
+
+def _count_by_structure(role: str, plan: Plan, s: Spec) -> int | None:
+    """How many places a per-layer role has, counted from the network's structure (not from the gaps)."""
+    ops = plan.layers
+    attn = sum(1 for o in ops if o.kind == "attention-weights" and "attn" in o.tags)
+    ffn = sum(1 for o in ops if o.kind == "linear" and "ffn-out" in o.tags)
+    layers = s.layers or 1
+    counts = {
+        "graph-input": layers,
+        "graph-attention": layers,
+        "graph-features": layers,
+        "attention-weights": attn,
+        "attention-output": attn,
+        "ffn-inner": ffn,
+        "ffn-output": ffn,
+        "block-mid": layers,
+        "conv": layers,
+        "hidden": layers,
+        "rnn-between": layers - 1,
+        "weight-drop": layers,
+        "embedding": 2 if s.transformer == "encoder-decoder" else 1,
+    }
+    if role == "drop-path":
+        return attn + ffn if s.arch == "transformer" else layers
+    return counts.get(role)
+
+
+# Recipes whose spec cannot hold one of their sites (the recipe's own notes name the spec gap). Listed so
+# the test fails, and this list is trimmed, once the spec can express them.
+SPEC_GAPS = {"convnext-t": "drop-path", "googlenet": "head"}
+
+
+def test_spec_gaps_are_still_gaps(kb):
+    for key, role in SPEC_GAPS.items():
+        if key not in kb.recipes:
+            continue
+        recipe = kb.recipes[key]
+        plan = recommend(Spec.model_validate({**recipe.spec, "base": key, "regime": recipe.regime[0]}), kb)
+        placed = {(s.role, s.p) for s in plan.sites}
+        missing = [r for r in recipe.sites if r.role == role and (r.role, r.p) not in placed]
+        assert missing, f"{key}'s {role} sites are all placed now: remove it from SPEC_GAPS"
+
+
+RECIPE_CASES = [(k, r) for k, recipe in sorted(default_kb().recipes.items()) for r in recipe.regime]
+
+
+@pytest.mark.parametrize(("key", "regime"), RECIPE_CASES, ids=[f"{k}-{r}" for k, r in RECIPE_CASES])
+def test_recipe_reproduces_its_sites_and_rates(kb, key, regime):
+    _check_recipe_reproduced(kb, key, regime)
+
+
+def test_fixture_recipes_reproduce_their_sites_and_rates(fixture_kb):
+    for path in sorted(FIXTURE_RECIPES.glob("*.toml")):
+        for regime in fixture_kb.recipes[path.stem].regime:
+            _check_recipe_reproduced(fixture_kb, path.stem, regime)
+
+
+def test_weight_drop_shares_its_gap_with_locked_dropout(fixture_kb):
+    plan = recommend(Spec(arch="rnn", base="fixture-awd-lstm"), fixture_kb)
+    weight = [s for s in plan.sites if s.kind == "weight-drop"]
+    assert len(weight) == 3 and all(s.p == 0.5 for s in weight)
+    locked = {s.position for s in plan.sites if s.kind == "locked-dropout"}
+    assert {s.position for s in weight} <= locked, "on the weights of the layer whose input is dropped"
+
+
+# ---- properties over many specs ----
+
+# Bases drawn from the test fixtures and from every recipe of the knowledge base.
+FIXTURE_KEYS = sorted(p.stem for p in FIXTURE_RECIPES.glob("*.toml")) + sorted(default_kb().recipes)
+
+spec_values = st.fixed_dictionaries(
+    {
+        "arch": st.sampled_from(["mlp", "cnn", "resnet", "rnn", "transformer", "gnn"]),
+        "layers": st.integers(1, 24),
+        "width": st.integers(1, 4096),
+        "batch_norm": st.none() | st.booleans(),
+        "activation": st.none() | st.sampled_from(["relu", "gelu", "tanh", "selu", "silu"]),
+        "pooling": st.none() | st.sampled_from(["max", "avg", "none"]),
+        "head": st.none() | st.sampled_from(["fc", "gap"]),
+        "fc_layers": st.none() | st.integers(0, 4),
+        "wide": st.none() | st.booleans(),
+        "cell": st.none() | st.sampled_from(["lstm", "gru"]),
+        "rnn_task": st.none() | st.sampled_from(["lm", "classifier", "seq2seq"]),
+        "embeddings": st.none() | st.booleans(),
+        "transformer": st.none() | st.sampled_from(["encoder", "decoder", "encoder-decoder"]),
+        "norm": st.none() | st.sampled_from(["pre", "post"]),
+        "positions": st.none() | st.sampled_from(["additive", "rotary", "relative"]),
+        "embedding_norm": st.none() | st.booleans(),
+        "gnn": st.none() | st.sampled_from(["gcn", "gat"]),
+        "samples": st.none() | st.integers(1, 10**12),
+        "params": st.none() | st.integers(1, 10**11),
+        "modality": st.none() | st.sampled_from(["tabular", "image", "text", "audio", "graph"]),
+        "regime": st.sampled_from(["scratch", "fine-tuning", "pretraining"]),
+        "overfitting": st.sampled_from(["none", "mild", "strong", "unknown"]),
+        "underfitting": st.booleans(),
+        "uncertainty": st.booleans(),
+        "base": st.none() | st.none() | st.sampled_from(FIXTURE_KEYS),
+    }
 )
 
+PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=specs)
-def test_plan_properties(values, kb):
+
+def _spec(values: dict, kb: KnowledgeBase) -> Spec:
+    values = dict(values)
+    if values["base"]:
+        recipe = kb.recipes[values["base"]]
+        keep = ("base", "samples", "params", "regime", "overfitting", "underfitting", "uncertainty")
+        values = {**recipe.spec, **{k: values[k] for k in keep}}
+    if values.get("underfitting") and values["overfitting"] in ("mild", "strong"):
+        values["overfitting"] = "unknown"
     try:
-        spec = Spec(**values)
+        return Spec(**values)
     except ValidationError:
         assume(False)  # combinations the spec rejects on purpose (e.g. a ResNet without BatchNorm)
-    plan = recommend(spec, kb)
-    assert plan == recommend(spec, kb), "the plan must be deterministic"
-    positions = [s.position for s in plan.sites]
-    assert len(positions) == len(set(positions))
+        raise
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_plans_are_deterministic_and_well_formed(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    plan = recommend(spec, fixture_kb)
+    assert plan == recommend(spec, fixture_kb), "the plan must be deterministic"
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan, "built unvalidated, it must validate"
+    positions = [s.position for s in plan.sites if s.kind != "weight-drop"]
+    assert len(positions) == len(set(positions)), "one site per gap (weight drop sits on the layer's weights)"
     for s in plan.sites:
-        assert 0 <= s.p < 1
-        assert s.p_range[0] <= s.p_range[1] < 1
-        assert plan.layers[s.position].kind != "batchnorm", "no dropout directly before BatchNorm"
-        assert plan.layers[s.position - 1].kind != "output", "no dropout after the output layer"
-        assert s.recommendations and set(s.recommendations) <= set(kb.recommendations)
-        assert s.citations and set(s.citations) <= set(kb.citations)
-    for a in plan.avoid:
-        assert set(a.citations) <= set(kb.citations)
+        assert 0 < s.p < 1 and s.p_range[0] <= s.p_range[1] < 1
+        assert s.recommendations and set(s.recommendations) <= set(fixture_kb.recommendations)
+        assert s.citations and set(s.citations) <= set(fixture_kb.citations)
+    for part in [*plan.avoid, *plan.notes]:
+        assert set(part.citations) <= set(fixture_kb.citations)
+        assert set(part.recommendations) <= set(fixture_kb.recommendations)
 
 
-def test_bigger_model_on_fixed_data_gets_more_dropout():
-    small_model = recommend(Spec(arch="cnn", layers=3, samples=50_000, params=1_000_000))
-    big_model = recommend(Spec(arch="cnn", layers=3, samples=50_000, params=500_000_000))
-    assert sum(s.p for s in big_model.sites) > sum(s.p for s in small_model.sites)
-    assert any("parameters per training example" in s.reason for s in big_model.sites)
+@PROPERTY
+@given(values=spec_values)
+def test_no_dropout_after_the_output_or_feeding_batchnorm(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    assume(not spec.base)
+    plan = recommend(spec, fixture_kb)
+    ops = plan.layers
+    for s in plan.sites:
+        assert ops[s.position - 1].kind != "output", "no dropout after the output layer"
+        assert ops[s.position].kind != "batchnorm", "no dropout directly before BatchNorm"
+        if ops[s.position].kind in ("linear", "conv") and s.position + 1 < len(ops):
+            assert ops[s.position + 1].kind != "batchnorm", "no dropout feeding a Linear/Conv -> BatchNorm pair"
+
+
+def _cited_values(kb: KnowledgeBase, site: PlanSite) -> set[float]:
+    rec = kb.recommendations[site.recommendations[0]]
+    values = {0.1}  # DRP202's early-dropout rate
+    if rec.rate is not None:
+        values |= {rec.rate.low, rec.rate.default, rec.rate.high}
+    assert rec.engine is not None
+    values |= {m.p for m in rec.engine.at if m.p is not None}
+    return values
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_every_rate_is_a_cited_value_or_a_cited_rule(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    plan = recommend(spec, fixture_kb)
+    n_blocks = len({o.block for o in plan.layers if o.block is not None}) or 1
+    for s in plan.sites:
+        if s.recipe is not None:
+            rsites = [r for r in fixture_kb.recipes[s.recipe].sites if r.role == s.role]
+            cited = {r.p for r in rsites}
+        else:
+            cited = _cited_values(fixture_kb, s)
+        if s.schedule == "linear-depth":  # Huang et al. 2016: p_l = l / L * p_L, with p_L cited
+            assert any(s.p == round(p * (s.block + 1) / n_blocks, 3) for p in cited), (s.p, cited)
+        else:
+            assert s.p in cited, f"{s.id} p={s.p} is not a cited value {sorted(cited)}"
+
+
+# A plan's words that say "no dropout here", and the sites they would contradict.
+DENIALS = [
+    (re.compile(r"(none|not) in the conv stack"), lambda plan, s: "conv" in _after_tags(plan, s)),
+    (re.compile(r"no dropout (anywhere|at any size)|uses no dropout"), lambda plan, s: True),
+    (re.compile(r"no dropout inside the conv blocks"), lambda plan, s: "branch-mid" in _after_tags(plan, s)),
+    (
+        re.compile(r"[Nn]o dropout between the FFN activation"),
+        lambda plan, s: s.after == "activation" and "ffn" in _after_tags(plan, s),
+    ),
+]
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_no_text_in_a_plan_denies_a_site_of_the_same_plan(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    plan = recommend(spec, fixture_kb)
+    # A contested note records both sides of a disagreement on purpose; every other text must hold.
+    texts = [s.reason for s in plan.sites] + [s.where for s in plan.sites]
+    texts += [n.text for n in plan.notes if not n.contested]
+    for pattern, contradicts in DENIALS:
+        if any(pattern.search(t) for t in texts):
+            assert not [s.id for s in plan.sites if contradicts(plan, s)], pattern.pattern
+    shown = {r for n in plan.notes for r in n.recommendations} | {s.recommendations[0] for s in plan.sites}
+    for rec_id in shown:
+        rec = fixture_kb.recommendations[rec_id]
+        assert not [s.id for s in plan.sites if denied(rec, plan.layers, s)], rec_id
+
+
+# Each entry's not_applies_to, as a predicate on the (resolved) spec: the plan must not show the entry.
+EXCLUDED = {
+    "DRP002": lambda s, plan: s.regime != "scratch" or s.modality == "text" or s.activation == "selu",
+    "DRP003": lambda s, plan: s.head == "gap" or s.arch == "resnet",
+    "DRP004": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn",
+    "DRP005": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn" or s.activation == "selu",
+    "DRP008": lambda s, plan: bool(s.wide) or s.arch != "resnet",
+    "DRP009": lambda s, plan: not s.wide,
+    "DRP010": lambda s, plan: s.arch not in ("resnet", "transformer"),
+    "DRP013": lambda s, plan: s.arch != "rnn" or s.rnn_task != "lm",
+    "DRP014": lambda s, plan: s.arch != "rnn" or s.rnn_task != "lm" or s.cell != "lstm",
+    "DRP015": lambda s, plan: s.arch == "transformer",
+    "DRP016": lambda s, plan: s.modality == "image" or s.positions != "additive",
+    "DRP017": lambda s, plan: s.modality == "image",
+    "DRP018": lambda s, plan: s.modality == "image" or s.arch == "gnn",
+    "DRP020": lambda s, plan: s.regime != "fine-tuning",
+    "DRP021": lambda s, plan: s.regime == "fine-tuning" or s.modality != "image",
+    "DRP023": lambda s, plan: s.gnn == "gat",
+    "DRP024": lambda s, plan: s.gnn == "gcn",
+    "DRP025": lambda s, plan: s.activation != "selu" or bool(s.batch_norm),
+    "DRP101": lambda s, plan: not s.batch_norm,
+    "DRP102": lambda s, plan: s.activation == "selu",
+    "DRP103": lambda s, plan: bool(s.batch_norm),
+    "DRP201": lambda s, plan: s.regime == "fine-tuning" or bool(s.base),
+    "DRP202": lambda s, plan: s.regime == "fine-tuning" or not plan.sites,
+    "DRP205": lambda s, plan: s.regime != "pretraining" or s.modality == "image" or bool(s.base),
+    "DRP206": lambda s, plan: not s.base,
+    "DRP207": lambda s, plan: bool(s.base) or s.regime != "fine-tuning",
+    "DRP304": lambda s, plan: s.arch != "rnn" or (s.layers or 1) >= 2,
+    "DRP308": lambda s, plan: not s.uncertainty or not plan.sites,
+    "DRP401": lambda s, plan: s.regime != "scratch",
+}
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_no_entry_is_shown_for_a_spec_it_excludes(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    plan = recommend(spec, fixture_kb)
+    s = Spec.model_validate(plan.spec)
+    shown = {r for n in plan.notes for r in n.recommendations} | {a.recommendations[0] for a in plan.avoid}
+    shown |= {site.recommendations[0] for site in plan.sites if site.recipe is None}
+    for rec_id in shown:
+        if rec_id in EXCLUDED:
+            assert not EXCLUDED[rec_id](s, plan), f"{rec_id} shown for a spec it excludes"
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_schedules_show_in_text_markdown_and_json_alike(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    plan = recommend(spec, fixture_kb)
+    text, md, data = plan_plain(plan), plan_markdown(plan, fixture_kb), plan_json(plan)
+    for site, js in zip(plan.sites, data["sites"], strict=True):
+        assert js["schedule"] == site.schedule
+        if site.schedule != "constant":
+            assert schedule_text(site.schedule) in text
+            assert schedule_text(site.schedule) in md
+
+
+@PROPERTY
+@given(values=spec_values)
+def test_base_plans_add_no_site_and_raise_no_rate(values, fixture_kb):
+    spec = _spec(values, fixture_kb)
+    assume(spec.base is not None)
+    plan = recommend(spec, fixture_kb)
+    recipe = fixture_kb.recipes[spec.base]
+    for s in plan.sites:
+        rsites = [r for r in recipe.sites if r.role == s.role and r.kind == s.kind]
+        assert rsites, f"{s.id}: a site {recipe.key} does not have"
+        assert s.p <= max(r.p for r in rsites)

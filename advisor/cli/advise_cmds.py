@@ -41,6 +41,14 @@ def _spec_flags(
         None, "--transformer", help="transformer: encoder, decoder or encoder-decoder."
     ),
     norm: str | None = typer.Option(None, "--norm", help="transformer: pre or post (LayerNorm placement)."),
+    positions: str | None = typer.Option(
+        None,
+        "--positions",
+        help="transformer: additive (summed with the embeddings), rotary (RoPE) or relative (T5 bias).",
+    ),
+    embedding_norm: bool | None = typer.Option(
+        None, "--embedding-norm/--no-embedding-norm", help="transformer: LayerNorm on the embedding sum (BERT)."
+    ),
     gnn: str | None = typer.Option(None, "--gnn", help="gnn: gcn or gat."),
     modality: str | None = typer.Option(
         None, "--modality", help="tabular, image, text, audio, graph, sequence or other."
@@ -54,6 +62,12 @@ def _spec_flags(
     ),
     uncertainty: bool | None = typer.Option(
         None, "--uncertainty/--no-uncertainty", help="You want MC-dropout uncertainty estimates."
+    ),
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        help="A reference recipe, e.g. bert-base-uncased, llama-2-7b, vit-b-16: the pretrained model you fine-tune, "
+        "or the model you train from scratch after. Its spec fills what you do not give.",
     ),
     answers: Path | None = typer.Option(None, "--answers", help="Replay a saved interview (TOML or JSON)."),
 ) -> None:
@@ -109,6 +123,25 @@ def _gather(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return values, origins
 
 
+def spec_from_flags(flags: dict[str, Any], command: str) -> tuple[Any, dict[str, Any] | None]:
+    """Answers file, then flags, then the --base recipe under both: the validated spec and the recipe's spec.
+
+    Shared by ``recommend`` and ``generate``; every mistake is a :class:`SpecError` (exit 2).
+    """
+    from advisor.advise.base import fill_from_base
+    from advisor.interview import require_complete
+    from advisor.knowledge import default_kb
+    from advisor.spec import build_spec
+
+    values, origins = _gather(flags)
+    recipe = None
+    if values.get("base"):
+        values, recipe = fill_from_base(values, default_kb())
+    require_complete(values, command)
+    spec = build_spec(values, source=origins)
+    return spec, (dict(recipe.spec) if recipe is not None else None)
+
+
 def _render(plan: Any, fmt: DocFormat) -> None:
     from advisor.explain import plan_json, plan_markdown
     from advisor.knowledge import default_kb
@@ -123,10 +156,10 @@ def _render(plan: Any, fmt: DocFormat) -> None:
         print_plan(plan, default_kb())
 
 
-def equivalent_command(spec: Any) -> str:
+def equivalent_command(spec: Any, base_spec: dict[str, Any] | None = None) -> str:
     from advisor.spec import spec_flags
 
-    return shlex.join(["dropout-advisor", "recommend", *spec_flags(spec)])
+    return shlex.join(["dropout-advisor", "recommend", *spec_flags(spec, base_spec)])
 
 
 def register(app: typer.Typer) -> None:
@@ -142,19 +175,20 @@ def recommend_cmd(
     save_answers: Path | None = typer.Option(None, "--save-answers", help="Also save these answers to a file."),
     force: bool = typer.Option(False, "--force", help="Overwrite --save-answers' file if it exists."),
 ) -> None:
-    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why."""
-    from advisor.interview import require_complete
-    from advisor.recommend import recommend
-    from advisor.spec import answers_toml, build_spec
+    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why.
 
-    values, origins = _gather(flags)
-    require_complete(values, "recommend")
-    spec = build_spec(values, source=origins)
+    With --base NAME the plan follows that reference recipe: fine-tuning keeps its sites and rates,
+    pretraining and training from scratch follow its published configuration.
+    """
+    from advisor.recommend import recommend
+    from advisor.spec import answers_toml
+
+    spec, base_spec = spec_from_flags(flags, "recommend")
     plan = recommend(spec)
     if save_answers is not None:
         from advisor.fileio import write_text_atomic
 
-        result = write_text_atomic(save_answers, answers_toml(spec), force=force)
+        result = write_text_atomic(save_answers, answers_toml(spec, base_spec), force=force)
         sys.stderr.write(f"answers {result.value}: {save_answers}\n")
     _render(plan, fmt)
 
@@ -205,6 +239,11 @@ def ask_cmd(
     from advisor.recommend import recommend
 
     values, origins = _gather(flags)
+    if values.get("base"):
+        from advisor.advise.base import fill_from_base
+        from advisor.knowledge import default_kb
+
+        values["base"] = fill_from_base(values, default_kb())[1].key  # type: ignore[union-attr]
     if values.pop("underfitting", False):
         values["overfitting"] = "underfitting"
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -233,8 +272,19 @@ def ask_cmd(
     spec = finish(answers, origins)
     plan = recommend(spec)
     _render(plan, fmt)
-    console.print(f"\nThe same plan without questions:\n  {equivalent_command(spec)}")
-    _offer_save(spec, plan, console)
+    base_spec = _base_spec(spec)
+    console.print(f"\nThe same plan without questions:\n  {equivalent_command(spec, base_spec)}")
+    if spec.regime == "fine-tuning" and not spec.base:
+        console.print("[dim]Fine-tuning a model with a recipe here? Add --base NAME (e.g. --base bert-base).[/dim]")
+    _offer_save(spec, plan, console, base_spec)
+
+
+def _base_spec(spec: Any) -> dict[str, Any] | None:
+    if not spec.base:
+        return None
+    from advisor.knowledge import default_kb
+
+    return dict(default_kb().recipe(spec.base).spec)
 
 
 def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | None:
@@ -252,7 +302,7 @@ def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | 
             return path, True
 
 
-def _offer_save(spec: Any, plan: Any, console: Any) -> None:
+def _offer_save(spec: Any, plan: Any, console: Any, base_spec: dict[str, Any] | None = None) -> None:
     """After the plan: offer to save the answers, then to generate the model code."""
     from rich.prompt import Confirm
 
@@ -265,7 +315,7 @@ def _offer_save(spec: Any, plan: Any, console: Any) -> None:
             chosen = _ask_path(console, "File name", "dropout-answers.toml")
             if chosen is not None:
                 path, force = chosen
-                result = write_text_atomic(path, answers_toml(spec), force=force)
+                result = write_text_atomic(path, answers_toml(spec, base_spec), force=force)
                 console.print(f"answers {result.value}: {path}  (replay: dropout-advisor recommend --answers {path})")
         if Confirm.ask("Generate PyTorch code for this plan?", console=console, default=False):
             from advisor.generate import generate

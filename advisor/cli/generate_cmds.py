@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from advisor.cli.advise_cmds import _gather, with_spec_flags
+from advisor.cli.advise_cmds import spec_from_flags, with_spec_flags
 from advisor.cli.common import Format, emit_json, emit_text, guarded
 from advisor.errors import EXIT_FINDINGS, UsageError
 
@@ -75,13 +75,9 @@ def generate_cmd(
             parts += ["-o", out_name]
         command: str | None = shlex.join(parts)
     else:
-        from advisor.interview import require_complete
         from advisor.recommend import recommend
-        from advisor.spec import build_spec
 
-        values, origins = _gather(flags)
-        require_complete(values, "generate")
-        spec = build_spec(values, source=origins)
+        spec, _ = spec_from_flags(flags, "generate")  # --base NAME fills the spec from its recipe
         plan = recommend(spec)
         command = None
 
