@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.errors import DeviceError, MissingDependencyError, ModelLoadError
+from advisor.errors import DeviceError, ModelLoadError
 
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 
@@ -42,13 +42,9 @@ class SmokeResult(BaseModel):
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError(
-            "the smoke test needs PyTorch, which is not installed", hint="pip install torch"
-        ) from None
-    return torch
+    from advisor.deps import require_torch
+
+    return require_torch("smoke")
 
 
 def available_devices() -> list[str]:

@@ -80,6 +80,9 @@ def audit_cmd(
     Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on; 2 usage errors and
     models that cannot be imported, built or run.
     """
+    from advisor.deps import require_torch
+
+    require_torch("audit")
     from advisor.audit import config as cfg
     from advisor.audit import load
 

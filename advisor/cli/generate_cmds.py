@@ -163,8 +163,10 @@ def smoke_cmd(
     Exit codes: 0 passed; 1 a check failed (the loss did not halve, eval mode was not deterministic, ...);
     2 the file does not import or the device is not available.
     """
+    from advisor.deps import require_torch
     from advisor.smoke import run_smoke
 
+    require_torch("smoke")
     result = run_smoke(file, device=device, steps=steps, seed=seed)
     if fmt is Format.json:
         emit_json(result.model_dump(mode="json"))
