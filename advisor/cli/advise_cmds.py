@@ -155,7 +155,7 @@ def recommend_cmd(
         from advisor.fileio import write_text_atomic
 
         result = write_text_atomic(save_answers, answers_toml(spec), force=force)
-        sys.stderr.write(f"answers {result.value}: {save_answers}\n")
+        sys.stderr.write(f"answers {result.value}: {save_answers}{result.via}\n")
     _render(plan, fmt)
 
 

@@ -100,6 +100,10 @@ def audit_cmd(
         config if config is not None else cfg.find_pyproject(start if start.exists() else Path.cwd())
     )
     threshold = fail_on.value if fail_on is not None else (conf.fail_on or "warning")
+    if output is not None and str(output) != "-":
+        from advisor.fileio import check_writable
+
+        check_writable(output, force=force)  # before the audit, not after it
 
     report = load.audit_target(
         target,
@@ -131,7 +135,9 @@ def audit_cmd(
 
         result = write_text_atomic(output, text, force=force)
         s = report.summary
-        sys.stderr.write(f"{output}: {result.value} ({s.error} error(s), {s.warning} warning(s), {s.info} info)\n")
+        sys.stderr.write(
+            f"{output}: {result.value}{result.via} ({s.error} error(s), {s.warning} warning(s), {s.info} info)\n"
+        )
     if report.fails(threshold) and not exit_zero:
         raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)

@@ -111,23 +111,23 @@ def generate_cmd(
     from advisor.fileio import WriteResult, write_text_atomic
 
     outcome = write_text_atomic(path, result.code, force=force)
-    if outcome is WriteResult.IDENTICAL:
+    if outcome.status is WriteResult.IDENTICAL:
         _note(f"identical: {path} already holds this code; nothing written")
         return
-    _note(f"{outcome.value} {path}: {what}")
+    _note(f"{outcome.describe()}: {what}")
     _note(f"run its smoke test: python {shlex.quote(str(path))}   (or: dropout-advisor smoke {shlex.quote(str(path))})")
 
 
 def _read_existing(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    if path.is_dir():
-        from advisor.errors import OutputError
+    """The file's text, None when there is none; only a regular file is read (see advisor.fileio)."""
+    from advisor.fileio import read_existing
 
-        raise OutputError(f"{path} is a directory", hint="give a file path")
+    data = read_existing(path)
+    if data is None:
+        return None
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
         return ""
 
 

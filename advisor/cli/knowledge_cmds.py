@@ -186,4 +186,4 @@ def refs_bibtex(
         emit_text(text)
         return
     result = write_text_atomic(output, text, force=force)
-    sys.stderr.write(f"{output}: {result.value} ({len(cits)} entries)\n")
+    sys.stderr.write(f"{output}: {result.value}{result.via} ({len(cits)} entries)\n")
