@@ -18,7 +18,12 @@ from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 
 def _spec_flags(
-    arch: str | None = typer.Option(None, "--arch", help="mlp, cnn, resnet, rnn, transformer or gnn."),
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        metavar="[mlp|cnn|resnet|rnn|transformer|gnn]",
+        help="mlp, cnn, resnet, rnn, transformer or gnn.",
+    ),
     layers: int | None = typer.Option(
         None,
         "--layers",
@@ -27,35 +32,58 @@ def _spec_flags(
     width: int | None = typer.Option(None, "--width", help="Hidden units, channels or d_model."),
     batch_norm: bool | None = typer.Option(None, "--batch-norm/--no-batch-norm", help="Uses BatchNorm."),
     activation: str | None = typer.Option(
-        None, "--activation", help="relu, leaky-relu, gelu, silu, tanh, sigmoid, selu or elu."
+        None,
+        "--activation",
+        metavar="[relu|leaky-relu|gelu|silu|tanh|sigmoid|selu|elu]",
+        help="relu, leaky-relu, gelu, silu, tanh, sigmoid, selu or elu.",
     ),
-    pooling: str | None = typer.Option(None, "--pooling", help="cnn: max, avg or none."),
-    head: str | None = typer.Option(None, "--head", help="cnn: fc (flatten + FC layers) or gap (global pool)."),
+    pooling: str | None = typer.Option(None, "--pooling", metavar="[max|avg|none]", help="cnn: max, avg or none."),
+    head: str | None = typer.Option(
+        None, "--head", metavar="[fc|gap]", help="cnn: fc (flatten + FC layers) or gap (global pool)."
+    ),
     fc_layers: int | None = typer.Option(None, "--fc-layers", help="cnn: hidden FC layers in the head."),
     wide: bool | None = typer.Option(None, "--wide/--no-wide", help="resnet: a Wide ResNet."),
-    cell: str | None = typer.Option(None, "--cell", help="rnn: lstm or gru."),
+    cell: str | None = typer.Option(None, "--cell", metavar="[lstm|gru]", help="rnn: lstm or gru."),
     bidirectional: bool | None = typer.Option(None, "--bidirectional/--no-bidirectional", help="rnn."),
-    rnn_task: str | None = typer.Option(None, "--task", help="rnn: lm, classifier or seq2seq."),
+    rnn_task: str | None = typer.Option(
+        None, "--task", metavar="[lm|classifier|seq2seq]", help="rnn: lm, classifier or seq2seq."
+    ),
     embeddings: bool | None = typer.Option(None, "--embeddings/--no-embeddings", help="rnn: token embeddings."),
     transformer: str | None = typer.Option(
-        None, "--transformer", help="transformer: encoder, decoder or encoder-decoder."
+        None,
+        "--transformer",
+        metavar="[encoder|decoder|encoder-decoder]",
+        help="transformer: encoder, decoder or encoder-decoder.",
     ),
-    norm: str | None = typer.Option(None, "--norm", help="transformer: pre or post (LayerNorm placement)."),
-    gnn: str | None = typer.Option(None, "--gnn", help="gnn: gcn or gat."),
+    norm: str | None = typer.Option(
+        None, "--norm", metavar="[pre|post]", help="transformer: pre or post (LayerNorm placement)."
+    ),
+    gnn: str | None = typer.Option(None, "--gnn", metavar="[gcn|gat]", help="gnn: gcn or gat."),
     modality: str | None = typer.Option(
-        None, "--modality", help="tabular, image, text, audio, graph, sequence or other."
+        None,
+        "--modality",
+        metavar="[tabular|image|text|audio|graph|sequence|other]",
+        help="tabular, image, text, audio, graph, sequence or other.",
     ),
-    samples: str | None = typer.Option(None, "--samples", help="Training examples, e.g. 50000 or 50k."),
-    params: str | None = typer.Option(None, "--params", help="Model parameters, e.g. 25M or 7B."),
-    regime: str | None = typer.Option(None, "--regime", help="scratch, fine-tuning or pretraining."),
-    overfitting: str | None = typer.Option(None, "--overfitting", help="none, mild, strong or unknown."),
+    samples: str | None = typer.Option(
+        None, "--samples", metavar="COUNT", help="Training examples, e.g. 50000 or 50k."
+    ),
+    params: str | None = typer.Option(None, "--params", metavar="COUNT", help="Model parameters, e.g. 25M or 7B."),
+    regime: str | None = typer.Option(
+        None, "--regime", metavar="[scratch|fine-tuning|pretraining]", help="scratch, fine-tuning or pretraining."
+    ),
+    overfitting: str | None = typer.Option(
+        None, "--overfitting", metavar="[none|mild|strong|unknown]", help="none, mild, strong or unknown."
+    ),
     underfitting: bool | None = typer.Option(
         None, "--underfitting/--no-underfitting", help="The model underfits (training loss stays high)."
     ),
     uncertainty: bool | None = typer.Option(
         None, "--uncertainty/--no-uncertainty", help="You want MC-dropout uncertainty estimates."
     ),
-    answers: Path | None = typer.Option(None, "--answers", help="Replay a saved interview (TOML or JSON)."),
+    answers: Path | None = typer.Option(
+        None, "--answers", metavar="FILE", help="Replay a saved interview (TOML or JSON)."
+    ),
 ) -> None:
     """Only its signature is used: the flags shared by `recommend` and `ask`."""
 
@@ -139,10 +167,21 @@ def register(app: typer.Typer) -> None:
 def recommend_cmd(
     flags: dict[str, Any],
     fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, json or markdown."),
-    save_answers: Path | None = typer.Option(None, "--save-answers", help="Also save these answers to a file."),
+    save_answers: Path | None = typer.Option(
+        None, "--save-answers", metavar="FILE", help="Also save these answers to a file."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite --save-answers' file if it exists."),
 ) -> None:
-    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why."""
+    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why.
+
+    \b
+    Examples:
+      dropout-advisor recommend --arch cnn --layers 3 --pooling max
+      dropout-advisor recommend --arch transformer --regime fine-tuning
+      dropout-advisor recommend --arch rnn --samples 50k --format json
+      dropout-advisor recommend --arch mlp --save-answers net.toml
+      dropout-advisor recommend --answers net.toml --overfitting strong
+    """
     from advisor.interview import require_complete
     from advisor.recommend import recommend
     from advisor.spec import answers_toml, build_spec
@@ -195,6 +234,12 @@ def ask_cmd(
     Every question of the interview is also a flag (see `recommend`). Type 'back' to revise the previous
     answer; Ctrl-C stops (exit 130). Without a terminal, answers are read from standard input; if it
     ends before the family is known, the command exits 2 naming what is missing.
+
+    \b
+    Examples:
+      dropout-advisor ask
+      dropout-advisor ask "dropout before or after max pooling?"
+      dropout-advisor ask --arch cnn          # skip the first question
     """
     if question:
         _answer_question(" ".join(question), fmt, limit)
@@ -205,6 +250,9 @@ def ask_cmd(
     from advisor.recommend import recommend
 
     values, origins = _gather(flags)
+    from advisor.spec import check_given
+
+    check_given(values, origins)  # before the first question
     if values.pop("underfitting", False):
         values["overfitting"] = "underfitting"
     console = Console(stderr=True, highlight=False, soft_wrap=True)

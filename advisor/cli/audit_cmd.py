@@ -45,12 +45,18 @@ def audit_cmd(
         ..., metavar="TARGET", help="The model: path/to/file.py:NAME or package.module:NAME (a class or factory)."
     ),
     input_shape: list[str] = typer.Option(
-        None, "--input-shape", "-s", help="Example input shape, batch first: 8,3,32,32. Repeat for several inputs."
+        None,
+        "--input-shape",
+        "-s",
+        metavar="SHAPE",
+        help="Example input shape, batch first: 8,3,32,32. Repeat for several inputs.",
     ),
     input_dtype: list[InputDtype] = typer.Option(
         None, "--input-dtype", help="float, or long for token ids. One for all inputs, or one per --input-shape."
     ),
-    kwargs: str | None = typer.Option(None, "--kwargs", help="Constructor arguments as JSON: '{\"depth\": 50}'."),
+    kwargs: str | None = typer.Option(
+        None, "--kwargs", metavar="JSON", help="Constructor arguments as JSON: '{\"depth\": 50}'."
+    ),
     fmt: AuditFormat = typer.Option(AuditFormat.text, "--format", "-f", help="text, json or sarif (SARIF 2.1.0)."),
     fail_on: FailOn | None = typer.Option(
         None,
@@ -65,20 +71,30 @@ def audit_cmd(
         Device.auto, "--device", help="meta (no weight memory), cpu, or auto (meta for large models, CPU fallback)."
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="The pyproject.toml whose tool.dropout-advisor table to read (default: the nearest one)."
+        None,
+        "--config",
+        metavar="FILE",
+        help="The pyproject.toml whose tool.dropout-advisor table to read (default: the nearest one).",
     ),
     include_third_party: bool = typer.Option(
         False,
         "--include-third-party",
         help="Report findings in installed packages (torchvision, timm, transformers) at full severity, not as info.",
     ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the report to this file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
     """Audit a model's dropout: run it in train and eval mode and check every dropout site.
 
     Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on; 2 usage errors and
     models that cannot be imported, built or run.
+
+    \b
+    Examples:
+      dropout-advisor audit model.py:Net --input-shape 8,3,32,32
+      dropout-advisor audit lm.py:GPT -s 2,128 --input-dtype long
+      dropout-advisor audit model.py:Net -s 8,16 -f sarif -o dropout.sarif
+      dropout-advisor audit model.py:Net -s 8,16 --allow 'prenet.*:*'
     """
     from advisor.deps import require_torch
 
