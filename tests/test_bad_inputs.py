@@ -48,6 +48,13 @@ BATTERY: dict[str, list[tuple[list[str], int]]] = {
         (["refs", "bibtex", "-o", "missing/refs.bib"], 2),
         (["refs", "nothing"], 2),
     ],
+    "recipes": [
+        (["recipes", "show"], 2),
+        (["recipes", "show", "no-such-net"], 1),
+        (["recipes", "show", "bert-base", "--format", "pdf"], 2),
+        (["recipes", "list", "--format", "yaml"], 2),
+        (["recipes", "nothing"], 2),
+    ],
     "recommend": [
         (["recommend"], 2),
         (["recommend", "--arch", "mpl"], 2),

@@ -30,7 +30,8 @@ def _commands() -> list[list[str]]:
 
 
 COMMANDS = _commands()
-LEAVES = [c for c in COMMANDS if c != ["refs"]]
+GROUPS = [c for c in COMMANDS if any(other[: len(c)] == c and other != c for other in COMMANDS)]
+LEAVES = [c for c in COMMANDS if c not in GROUPS]
 
 
 def _help(runner, path: list[str]) -> str:

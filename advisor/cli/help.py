@@ -61,6 +61,25 @@ def _no_type(ctx: Any) -> None:
     return None
 
 
+def _manual(command: Any) -> None:
+    """Plain help with real metavars for one command, or for every command of a group (also of a sub-app
+    that was not given :class:`HelpGroup`)."""
+    command.context_class = ManualContext
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    if isinstance(command, TyperGroup):
+        if not isinstance(command, HelpGroup):
+            for sub in command.commands.values():
+                _manual(sub)
+        return
+    for param in command.params:
+        if param.param_type_name == "option" and param.metavar is None:
+            param.metavar = _metavar(param)
+        elif param.param_type_name == "argument" and hasattr(param, "display_type_rich"):
+            # typer >= 0.25 prints "TARGET <str>": the argument's name says enough.
+            param.display_type_rich = _no_type
+
+
 class HelpGroup(TyperGroup):
     """Plain, manual-like help (clig.dev): real choices as metavars, whole command summaries and names."""
 
@@ -69,15 +88,7 @@ class HelpGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for command in self.commands.values():
-            if isinstance(command, TyperGroup):
-                continue  # a group fixes its own commands
-            command.context_class = ManualContext
-            for param in command.params:
-                if param.param_type_name == "option" and param.metavar is None:
-                    param.metavar = _metavar(param)
-                elif param.param_type_name == "argument" and hasattr(param, "display_type_rich"):
-                    # typer >= 0.25 prints "TARGET <str>": the argument's name says enough.
-                    param.display_type_rich = _no_type
+            _manual(command)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """Each command with the whole first paragraph of its help, wrapped, never cut with '...'."""
