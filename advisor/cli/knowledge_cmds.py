@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from advisor.cli.common import DocFormat, Format, emit_json, emit_text, guarded
+from advisor.cli.common import DocFormat, Format, emit_json, emit_text, guarded, is_terminal
 from advisor.cli.help import HelpGroup
 from advisor.errors import NotFoundError, UsageError
 
@@ -28,6 +29,19 @@ def _kb() -> KnowledgeBase:
     from advisor.knowledge import default_kb
 
     return default_kb()
+
+
+def _show(document: Callable[[bool], str], fmt: DocFormat) -> None:
+    """Knowledge text is shown literally: escaped in Markdown (also when rich renders it on a terminal),
+    as written in plain text when piped."""
+    if fmt is DocFormat.markdown:
+        emit_text(document(True))
+    elif is_terminal():
+        from advisor.views import print_markdown
+
+        print_markdown(document(True))
+    else:
+        emit_text(document(False))
 
 
 def register(app: typer.Typer) -> None:
@@ -101,13 +115,7 @@ def explain_cmd(
     if fmt is DocFormat.json:
         emit_json(envelope("recommendations", [recommendation_json(r) for r in recs]))
         return
-    md = "\n".join(recommendation_markdown(r, kb) for r in recs)
-    if fmt is DocFormat.markdown:
-        emit_text(md)
-        return
-    from advisor.views import print_markdown
-
-    print_markdown(md)
+    _show(lambda escape: "\n".join(recommendation_markdown(r, kb, escape=escape) for r in recs), fmt)
 
 
 @refs_app.command("list")
@@ -154,13 +162,7 @@ def refs_show(
     if fmt is DocFormat.json:
         emit_json(envelope("citations", [citation_json(c) for c in cits]))
         return
-    md = "\n".join(citation_markdown(c, kb) for c in cits)
-    if fmt is DocFormat.markdown:
-        emit_text(md)
-        return
-    from advisor.views import print_markdown
-
-    print_markdown(md)
+    _show(lambda escape: "\n".join(citation_markdown(c, kb, escape=escape) for c in cits), fmt)
 
 
 @refs_app.command("search")
