@@ -144,6 +144,11 @@ BATTERY: dict[str, list[tuple[list[str], int]]] = {
         (["audit", CLEAN, "-s", "2,3,16,16", "--input-dtype", "int"], 2),
         (["audit", CLEAN, "-s", "2,5,5"], 2),
         (["audit", "no_colon_target", "-s", "2,3"], 2),
+        (["audit", CLEAN, "-s", "2,3,16,16", "--baseline", "missing.sarif"], 2),
+        (["audit", CLEAN, "-s", "2,3,16,16", "--baseline", "bad.toml"], 2),
+        (["audit", CLEAN, "-s", "2,3,16,16", "--baseline", "folder"], 2),
+        (["audit", CLEAN, "-s", "2,3,16,16", "--baseline", "plan.json"], 2),
+        (["audit", "exits.py:Net", "-s", "2,3", "--format", "sarif"], 2),
         (["audit", "not.a.module:Net", "-s", "2,3"], 2),
     ],
     "experiment": [

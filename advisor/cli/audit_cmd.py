@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from advisor.cli.common import emit_text, guarded
-from advisor.errors import EXIT_FINDINGS, EXIT_OK
+from advisor.errors import EXIT_FINDINGS, EXIT_OK, AdvisorError
 
 
 class AuditFormat(str, Enum):
@@ -83,6 +84,12 @@ def audit_cmd(
     ),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the report to this file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+    baseline: Path | None = typer.Option(
+        None,
+        "--baseline",
+        metavar="FILE",
+        help="A SARIF report of an earlier audit: report (and fail on) only findings that are not in it.",
+    ),
 ) -> None:
     """Audit a model's dropout: run it in train and eval mode and check every dropout site.
 
@@ -95,6 +102,7 @@ def audit_cmd(
       dropout-advisor audit lm.py:GPT -s 2,128 --input-dtype long
       dropout-advisor audit model.py:Net -s 8,16 -f sarif -o dropout.sarif
       dropout-advisor audit model.py:Net -s 8,16 --allow 'prenet.*:*'
+      dropout-advisor audit model.py:Net -s 8,16 -f sarif --baseline old.sarif
     """
     from advisor.deps import require_torch
 
@@ -116,47 +124,62 @@ def audit_cmd(
         config if config is not None else cfg.find_pyproject(start if start.exists() else Path.cwd())
     )
     threshold = fail_on.value if fail_on is not None else (conf.fail_on or "warning")
-    if output is not None and str(output) != "-":
+    to_file = output is not None and str(output) != "-"
+    if output is not None and to_file:
         from advisor.fileio import check_writable
 
         check_writable(output, force=force)  # before the audit, not after it
+    from advisor.audit import report as rep
 
-    report = load.audit_target(
-        target,
-        shapes=shapes,
-        dtypes=dtypes,
-        kwargs=ctor_kwargs,
-        device=device.value,
-        allow=[*cli_allow, *conf.allow],
-        progress=_progress,
-        include_third_party=include_third_party,
-    )
-    from advisor.audit.report import render_json, render_sarif, render_text
+    known = rep.read_baseline(baseline) if baseline is not None else None
 
+    try:
+        report = load.audit_target(
+            target,
+            shapes=shapes,
+            dtypes=dtypes,
+            kwargs=ctor_kwargs,
+            device=device.value,
+            allow=[*cli_allow, *conf.allow],
+            progress=_progress,
+            include_third_party=include_third_party,
+        )
+    except AdvisorError as exc:
+        if fmt is AuditFormat.sarif:  # code scanning shows the failure, not a clean run
+            _write(rep.render_sarif_failure(target, exc.message, exc.hint), output if to_file else None, force)
+        raise
+    if known is not None:
+        report = rep.apply_baseline(report, known, str(baseline))
     if fmt is AuditFormat.json:
-        text = render_json(report)
+        text = rep.render_json(report)
     elif fmt is AuditFormat.sarif:
         from advisor.audit.rules import rules_meta
 
-        text = render_sarif(report, rules_meta=rules_meta())
+        text = rep.render_sarif(report, rules_meta=rules_meta(), baseline=known is not None)
     else:
-        text = render_text(report)
+        text = rep.render_text(report)
     if fmt is not AuditFormat.text:
         for note in report.notes:
             sys.stderr.write(f"note: {note}\n")
-    if output is None or str(output) == "-":
-        emit_text(text)
-    else:
-        from advisor.fileio import write_text_atomic
-
-        result = write_text_atomic(output, text, force=force)
+    written = _write(text, output if to_file else None, force)
+    if written is not None:
         s = report.summary
         sys.stderr.write(
-            f"{output}: {result.value}{result.via} ({s.error} error(s), {s.warning} warning(s), {s.info} info)\n"
+            f"{output}: {written.value}{written.via} ({s.error} error(s), {s.warning} warning(s), {s.info} info)\n"
         )
     if report.fails(threshold) and not exit_zero:
         raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
+
+
+def _write(text: str, output: Path | None, force: bool) -> Any:
+    """The report to stdout, or to ``output`` through the one writer (returns what it did)."""
+    if output is None:
+        emit_text(text)
+        return None
+    from advisor.fileio import write_text_atomic
+
+    return write_text_atomic(output, text, force=force)
 
 
 def _progress(message: str) -> None:
