@@ -144,9 +144,14 @@ def audit_cmd(
             progress=_progress,
             include_third_party=include_third_party,
         )
-    except AdvisorError as exc:
+    except Exception as exc:
         if fmt is AuditFormat.sarif:  # code scanning shows the failure, not a clean run
-            _write(rep.render_sarif_failure(target, exc.message, exc.hint), output if to_file else None, force)
+            message, hint = (
+                (exc.message, exc.hint)
+                if isinstance(exc, AdvisorError)
+                else (f"internal error: {type(exc).__name__}: {exc}", "this is a bug in dropout-advisor")
+            )
+            _write(rep.render_sarif_failure(target, message, hint), output if to_file else None, force)
         raise
     if known is not None:
         report = rep.apply_baseline(report, known, str(baseline))
