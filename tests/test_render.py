@@ -14,9 +14,9 @@ from advisor.explain import citation_markdown, md_escape, recommendation_markdow
 
 
 def _rendered(md: str) -> str:
-    """What rich shows for a Markdown document, whitespace collapsed (no wrapping at this width)."""
+    """What rich shows for a Markdown document, whitespace collapsed (so wrapping does not matter)."""
     out = io.StringIO()
-    Console(file=out, width=100_000, color_system=None, legacy_windows=False).print(Markdown(md))
+    Console(file=out, width=2000, color_system=None, legacy_windows=False).print(Markdown(md))
     return " ".join(out.getvalue().split())
 
 
@@ -82,7 +82,7 @@ def test_on_a_terminal_rich_shows_the_text_as_written(runner, monkeypatch, args,
 
     monkeypatch.setattr(knowledge_cmds, "is_terminal", lambda: True)
     monkeypatch.setattr(views, "_rich_ok", lambda: True)
-    monkeypatch.setattr(views, "console", lambda: Console(width=100_000, color_system=None, highlight=False))
+    monkeypatch.setattr(views, "console", lambda: Console(width=2000, color_system=None, highlight=False))
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert expected in _norm(result.stdout)
