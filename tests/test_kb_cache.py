@@ -73,7 +73,7 @@ def test_a_hit_serves_the_same_knowledge_lazily(two_installs, monkeypatch):
     assert list(cached.recommendations) == list(fresh.recommendations)
     for name in ("citations", "recommendations", "recipes"):
         assert dict(getattr(cached, name).items()) == dict(getattr(fresh, name).items())
-    assert cached.derived["citation_index"].query("batch norm", limit=3)
+    assert cached.derived["knowledge_index"].query("batch norm", limit=3)
 
 
 def test_a_cached_command_parses_no_toml_and_unpickles_one_entry(two_installs):
