@@ -10,8 +10,8 @@ try:  # typer >= 0.20 vendors click
     from typer._click.core import Context
     from typer._click.formatting import HelpFormatter
 except ImportError:  # pragma: no cover - older typer depends on click itself
-    from click.core import Context  # type: ignore[no-redef]
-    from click.formatting import HelpFormatter  # type: ignore[no-redef]
+    from click.core import Context  # type: ignore[assignment, no-redef, unused-ignore]
+    from click.formatting import HelpFormatter  # type: ignore[assignment, no-redef, unused-ignore]
 
 _NB_HYPHEN = "\u2011"  # stands in for '-' while wrapping, so that no name is split at its hyphens
 
