@@ -10,7 +10,20 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # audit findings at or above --fail-on; unknown ID or key in lookups
 EXIT_USAGE = 2  # bad flags, bad input files, model files that fail to load
+EXIT_BROKEN = 3  # a broken installation: the knowledge base or the templates fail validation
+EXIT_INTERNAL = 70  # a bug in dropout-advisor (BSD sysexits' EX_SOFTWARE); never a traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
+
+#: The exit codes, as the root help and the README list them.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FINDINGS: "audit findings at or above --fail-on, a failed smoke-test check, or an unknown ID or key",
+    EXIT_USAGE: "usage or input error: a bad option or value, an unreadable input file, a refused output, "
+    "a model that cannot be loaded, a missing optional dependency",
+    EXIT_BROKEN: "a broken installation: the knowledge base or the templates fail validation",
+    EXIT_INTERNAL: "an internal error: a bug in dropout-advisor (please report it)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 
 class AdvisorError(Exception):
@@ -32,7 +45,7 @@ class AdvisorError(Exception):
 class KnowledgeError(AdvisorError):
     """The knowledge base is broken (a packaging or authoring bug, not a user mistake)."""
 
-    exit_code = 3
+    exit_code = EXIT_BROKEN
 
 
 class NotFoundError(AdvisorError):
@@ -56,7 +69,7 @@ class OutputError(AdvisorError):
 class TemplateError(AdvisorError):
     """A code template failed to render."""
 
-    exit_code = 3
+    exit_code = EXIT_BROKEN
 
 
 class ModelLoadError(AdvisorError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from advisor.knowledge import KnowledgeBase
@@ -49,93 +51,135 @@ def rate_str(p: float | None, lo: float | None = None, hi: float | None = None) 
     return f"{p:g}" if p is not None else f"{lo:g}"
 
 
-def _finding_line(f: Finding) -> str:
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>&~|])")
+_MD_LINE_START = re.compile(r"^([ \t]*)([#>+=-])", re.M)
+_MD_ORDERED = re.compile(r"^([ \t]*\d+)([.)])", re.M)
+
+
+def md_escape(text: str) -> str:
+    """Text that renders literally as Markdown: a backslash before every character Markdown would read as
+    markup, so ``Linear(512*7*7, 4096)`` keeps its stars and ``__init__`` its underscores (issue 12).
+
+    For knowledge text inside Markdown built here (and in plan and recipe views); not for code blocks or
+    code spans, where Markdown shows every character as it is.
+    """
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_ORDERED.sub(r"\1\\\2", text)
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def _finding_line(f: Finding, t: Callable[[str], str]) -> str:
     rate = rate_str(f.p, *(f.p_range or (None, None)))
-    bits = [f"**{f.where}** — {f.kind}"]
+    bits = [f"**{t(f.where)}** — {t(f.kind)}"]
     if rate != "-":
         bits.append(f"drop {rate}")
     if f.section:
-        bits.append(f"({f.section})")
+        bits.append(f"({t(f.section)})")
     bits.append(f"[{f.evidence}]")
     line = " ".join(bits)
     if f.rate_text:
-        line += f"\n  - as stated: {f.rate_text}"
+        line += f"\n  - as stated: {t(f.rate_text)}"
     if f.quote:
-        line += f"\n  - > {f.quote}"
+        line += f"\n  - > {t(f.quote)}"
     if f.note:
-        line += f"\n  - note: {f.note}"
+        line += f"\n  - note: {t(f.note)}"
     return "- " + line
 
 
-def recommendation_markdown(rec: Recommendation, kb: KnowledgeBase) -> str:
-    out: list[str] = [f"# {rec.id}: {rec.title}", ""]
+def recommendation_markdown(rec: Recommendation, kb: KnowledgeBase, *, escape: bool = True) -> str:
+    """One recommendation as Markdown, every section in a fixed order.
+
+    ``escape`` (the default) escapes the knowledge text so that it renders literally (:func:`md_escape`);
+    ``escape=False`` gives the same document with the text as written, for plain-text output.
+    """
+    t = md_escape if escape else _plain
+    out: list[str] = [f"# {rec.id}: {t(rec.title)}", ""]
     if rec.status == "removed":
         out += ["**This recommendation was removed.** Its ID stays reserved.", ""]
-    out += [f"**{rec.summary}**", ""]
+    out += [f"**{t(rec.summary)}**", ""]
     tags = [f"category: {rec.category}", f"confidence: {rec.confidence}"]
     if rec.contested:
         tags.append("CONTESTED")
     if rec.audit:
-        tags.append(f"audit rule: {rec.audit.slug} ({rec.audit.severity})")
+        tags.append(f"audit rule: {t(rec.audit.slug)} ({rec.audit.severity})")
     out += [" · ".join(tags), ""]
-    out += ["## Why", "", rec.rationale.strip(), ""]
+    out += ["## Why", "", t(rec.rationale.strip()), ""]
     out += [
         "## Where",
         "",
-        f"- site: after **{rec.site.after}**, before **{rec.site.before}** — {rec.site.description}",
+        f"- site: after **{t(rec.site.after)}**, before **{t(rec.site.before)}** — {t(rec.site.description)}",
     ]
-    out += [f"- kind: {rec.site.kind}; PyTorch: `{rec.site.module}`"]
+    out += [f"- kind: {t(rec.site.kind)}; PyTorch: {_code(rec.site.module)}"]
     if rec.rate is not None:
         r = rec.rate
         out += [
             f"- rate (drop probability): default **{r.default:g}**, range {r.low:g}–{r.high:g}"
-            f" [{', '.join(r.citations)}]"
+            f" {t('[' + ', '.join(r.citations) + ']')}"
         ]
         if r.note:
-            out += [f"- rate note: {r.note}"]
-    out += ["", "## Applies to", ""] + [f"- {a}" for a in rec.applies_to]
-    out += ["", "## Does not apply to", ""] + [f"- {a}" for a in rec.not_applies_to]
+            out += [f"- rate note: {t(r.note)}"]
+    out += ["", "## Applies to", ""] + [f"- {t(a)}" for a in rec.applies_to]
+    out += ["", "## Does not apply to", ""] + [f"- {t(a)}" for a in rec.not_applies_to]
     if rec.positions:
         out += ["", "## The evidence on each side", ""]
         for pos in rec.positions:
-            out += [f"- **{pos.claim}** — {pos.evidence} [{', '.join(pos.citations)}]"]
+            out += [f"- **{t(pos.claim)}** — {t(pos.evidence)} {t('[' + ', '.join(pos.citations) + ']')}"]
     out += ["", "## Example", "", "Before:", "", "```python", rec.example.before.strip(), "```", ""]
     out += ["After:", "", "```python", rec.example.after.strip(), "```", ""]
     out += ["## Sources", ""]
     for key in rec.citations:
         cit = kb.citations.get(key)
         if cit is None:
-            out.append(f"- [{key}] (missing)")
+            out.append(f"- {t(f'[{key}]')} (missing)")
             continue
-        out.append(f"- [{key}] {', '.join(cit.authors)}. *{cit.title}*. {venue_of(cit)}, {cit.year}. {locator(cit)}")
+        out.append(
+            f"- {t(f'[{key}]')} {t(', '.join(cit.authors))}. *{t(cit.title)}*. {t(venue_of(cit))}, {cit.year}. "
+            f"{t(locator(cit))}"
+        )
     if rec.related:
         out += ["", "Related: " + ", ".join(rec.related)]
     return "\n".join(out).rstrip() + "\n"
 
 
-def citation_markdown(cit: Citation, kb: KnowledgeBase) -> str:
-    out = [f"# [{cit.key}] {cit.title}", ""]
-    out += [f"- authors: {', '.join(cit.authors)}", f"- year: {cit.year}"]
+def _code(text: str) -> str:
+    """An inline code span that holds ``text`` whatever backticks it contains (CommonMark's rule)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def citation_markdown(cit: Citation, kb: KnowledgeBase, *, escape: bool = True) -> str:
+    """One source as Markdown: bibliographic data, evidence, placement findings, the entries citing it.
+
+    ``escape`` as in :func:`recommendation_markdown`.
+    """
+    t = md_escape if escape else _plain
+    out = [f"# {t(f'[{cit.key}]')} {t(cit.title)}", ""]
+    out += [f"- authors: {t(', '.join(cit.authors))}", f"- year: {cit.year}"]
     venue = venue_of(cit)
     if venue:
-        out.append(f"- venue: {venue}")
+        out.append(f"- venue: {t(venue)}")
     if cit.arxiv:
-        out.append(f"- arXiv: {cit.arxiv}")
+        out.append(f"- arXiv: {t(cit.arxiv)}")
     if cit.doi:
-        out.append(f"- DOI: {cit.doi}")
+        out.append(f"- DOI: {t(cit.doi)}")
     if cit.url:
-        out.append(f"- URL: {cit.url}")
-    out.append(f"- bibliographic evidence: {cit.evidence}")
+        out.append(f"- URL: {t(cit.url)}")
+    out.append(f"- bibliographic evidence: {t(cit.evidence)}")
     if cit.unverified:
-        out.append("- unverified: " + "; ".join(cit.unverified))
+        out.append("- unverified: " + "; ".join(t(u) for u in cit.unverified))
     if cit.note:
-        out += ["", cit.note]
+        out += ["", t(cit.note)]
     if cit.findings:
         out += ["", "## Placement findings", ""]
-        out += [_finding_line(f) for f in cit.findings]
+        out += [_finding_line(f, t) for f in cit.findings]
     users = kb.cited_by(cit.key)
     if users:
-        out += ["", "## Cited by", ""] + [f"- {r.id}: {r.title}" for r in users]
+        out += ["", "## Cited by", ""] + [f"- {r.id}: {t(r.title)}" for r in users]
     return "\n".join(out).rstrip() + "\n"
 
 

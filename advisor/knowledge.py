@@ -6,28 +6,70 @@ author fixing the data sees the whole list at once, each with its file and field
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import os
 import pickle
-import tempfile
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
-try:  # compiled, about 4x faster than the standard library's pure-Python parser
-    import tomli as toml
-except ImportError:  # pragma: no cover
-    import tomllib as toml  # type: ignore[no-redef]
+from pydantic import BaseModel
 
 from advisor.errors import KnowledgeError, NotFoundError
 from advisor.schema import Citation, Recipe, Recommendation
 
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
+
+
+class _Pickled:
+    """One entry of the cache, still as bytes: unpickled on first access."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class LazyMap(MutableMapping[str, V], Generic[V]):
+    """A dict whose cached entries are unpickled when first read.
+
+    Unpickling every pydantic object of the knowledge base took most of a cached command's own start-up;
+    ``explain DRP001`` needs one recommendation and its sources. Order and mapping behaviour are a dict's.
+    """
+
+    def __init__(self, items: dict[str, Any] | None = None) -> None:
+        self._items: dict[str, Any] = dict(items or {})
+
+    def __getitem__(self, key: str) -> V:
+        value = self._items[key]
+        if isinstance(value, _Pickled):
+            value = self._items[key] = pickle.loads(value.data)
+        return value
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self._items[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MutableMapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"LazyMap({list(self._items)})"
 
 
 def data_root() -> Path:
@@ -55,11 +97,11 @@ class Problem:
 @dataclass
 class KnowledgeBase:
     root: Path
-    citations: dict[str, Citation] = field(default_factory=dict)
-    recommendations: dict[str, Recommendation] = field(default_factory=dict)
-    recipes: dict[str, Recipe] = field(default_factory=dict)
+    citations: MutableMapping[str, Citation] = field(default_factory=dict)
+    recommendations: MutableMapping[str, Recommendation] = field(default_factory=dict)
+    recipes: MutableMapping[str, Recipe] = field(default_factory=dict)
     # Derived data kept with the knowledge base (and so in its cache), e.g. search indexes.
-    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    derived: MutableMapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- lookups ----
     def active(self) -> list[Recommendation]:
@@ -109,6 +151,8 @@ class KnowledgeBase:
 
 
 def _suggest(word: str, names: Iterable[str], *, upper: bool = False) -> str | None:
+    import difflib
+
     names = list(names)
     probe = word.upper() if upper else word
     pool = {n.upper() if upper else n: n for n in names}
@@ -147,6 +191,13 @@ def _all_citations(rec: Recommendation) -> set[str]:
 
 
 def _read(path: Path, model: type[M], problems: list[Problem], rel: str) -> M | None:
+    # Imported here, on a cache miss only: a cached command never parses TOML.
+    try:  # compiled, about 4x faster than the standard library's pure-Python parser
+        import tomli as toml
+    except ImportError:  # pragma: no cover
+        import tomllib as toml  # type: ignore[no-redef]
+    from pydantic import ValidationError
+
     try:
         raw: dict[str, Any] = toml.loads(path.read_text(encoding="utf-8"))
     except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -299,11 +350,24 @@ def _check_recipes(kb: KnowledgeBase) -> list[Problem]:
     return problems
 
 
+CACHE_FORMAT = 2  # the layout written by _write_cache
+
+
+def _install_key(root: Path) -> str:
+    """What one installation is: its knowledge folder, Python and pydantic. Two installs that share a cache
+    folder (two virtual environments, two checkouts) get two cache files and never evict each other."""
+    import pydantic
+
+    ident = f"{CACHE_FORMAT}|{root.resolve()}|{sys.implementation.cache_tag}|{sys.version}|{pydantic.VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
 def _fingerprint(root: Path) -> str:
-    """Changes whenever a knowledge file, the schema, the search vocabulary, or the tool version changes."""
+    """Changes whenever a knowledge file, the schema, the search vocabulary, the tool version, Python or
+    pydantic changes."""
     from advisor import __version__
 
-    h = hashlib.sha256(__version__.encode())
+    h = hashlib.sha256(f"{__version__}|{_install_key(root)}".encode())
     here = Path(__file__)
     # search.py and thesaurus.py decide the cached search indexes (advisor.search).
     code = [here.with_name(name) for name in ("schema.py", "search.py", "thesaurus.py")]
@@ -318,26 +382,40 @@ def cache_dir() -> Path:
     return Path(base) / "dropout-advisor"
 
 
+def cache_path(root: Path) -> Path:
+    """``kb-<install>-<content>.pickle`` in :func:`cache_dir`."""
+    return cache_dir() / f"kb-{_install_key(root)}-{_fingerprint(root)}.pickle"
+
+
 def load_cached(root: Path | None = None) -> KnowledgeBase:
     """:func:`load`, served from a per-user cache of the validated result while nothing has changed.
 
     Building pydantic's validators costs more than the rest of a command's start-up, so the validated
-    knowledge base is pickled, keyed by the files' names, sizes and modification times, the schema and
-    the version. The cache is written atomically and ignored whenever it cannot be read or written;
-    ``DROPOUT_ADVISOR_NO_CACHE=1`` turns it off.
+    knowledge base is pickled, one entry at a time, with the search indexes built from it. The file is
+    keyed by the installation (knowledge folder, Python and pydantic versions) and by the files' names,
+    sizes and modification times, the schema and the tool version; on a hit no TOML is parsed, no model
+    validated, and an entry is unpickled only when a command reads it (:class:`LazyMap`). Writing a new
+    file removes only this installation's older ones. The cache is written atomically and ignored
+    whenever it cannot be read or written; ``DROPOUT_ADVISOR_NO_CACHE=1`` turns it off.
     """
     root = root or data_root()
     if os.environ.get("DROPOUT_ADVISOR_NO_CACHE") == "1":
         return load(root)
     try:
-        path = cache_dir() / f"kb-{_fingerprint(root)}.pickle"
+        path = cache_path(root)
     except OSError:
         return load(root)
     try:
         with path.open("rb") as fh:
             cached = pickle.load(fh)
-        if isinstance(cached, KnowledgeBase) and cached.root == root:
-            return cached
+        if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached.get("root") == str(root):
+            return KnowledgeBase(
+                root=root,
+                citations=_lazy(cached["citations"]),
+                recommendations=_lazy(cached["recommendations"]),
+                recipes=_lazy(cached["recipes"]),
+                derived=_lazy(cached["derived"]),
+            )
     except Exception:
         pass
     kb = load(root)
@@ -348,17 +426,38 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
     return kb
 
 
+def _lazy(entries: dict[str, bytes]) -> LazyMap[Any]:
+    return LazyMap({key: _Pickled(data) for key, data in entries.items()})
+
+
 def _write_cache(path: Path, kb: KnowledgeBase) -> None:
-    """Replace any older cache file atomically; a cache that cannot be written is simply skipped."""
+    """Write the cache atomically, then remove this installation's older files (never another's); a cache
+    that cannot be written is simply skipped."""
+    import tempfile
+
+    def entries(mapping: MutableMapping[str, Any]) -> dict[str, bytes]:
+        return {k: pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for k, v in mapping.items()}
+
     tmp: str | None = None
     try:
+        doc = {
+            "format": CACHE_FORMAT,
+            "root": str(kb.root),
+            "citations": entries(kb.citations),
+            "recommendations": entries(kb.recommendations),
+            "recipes": entries(kb.recipes),
+            "derived": entries(kb.derived),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("kb-*.pickle"):
-            old.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        tmp = None
+        install = path.name.split("-")[1]
+        for old in path.parent.glob(f"kb-{install}-*.pickle"):
+            if old != path:
+                old.unlink(missing_ok=True)
     except (OSError, pickle.PicklingError):
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.errors import DeviceError, MissingDependencyError, ModelLoadError
+from advisor.errors import DeviceError, ModelLoadError
 
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 
@@ -42,13 +42,9 @@ class SmokeResult(BaseModel):
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError(
-            "the smoke test needs PyTorch, which is not installed", hint="pip install torch"
-        ) from None
-    return torch
+    from advisor.deps import require_torch
+
+    return require_torch("smoke")
 
 
 def available_devices() -> list[str]:
@@ -113,8 +109,12 @@ def _user_line(exc: BaseException, path: Path) -> str | None:
 def load_model_file(path: Path) -> tuple[ModuleType, str]:
     """Import ``path`` as a module (its ``__main__`` block does not run); return it and its module name."""
     path = Path(path).resolve()
-    if not path.is_file():
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a folder", hint="give the path of a file written by 'generate'")
+    if not path.exists():
         raise ModelLoadError(f"{path} does not exist", hint="give the path of a file written by 'generate'")
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is not a regular file", hint="give the path of a file written by 'generate'")
     _torch()  # a missing torch is reported as such, not as the file's import error
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     name = f"_dropout_advisor_smoke_{path.stem}_{digest}"
@@ -126,6 +126,13 @@ def load_model_file(path: Path) -> tuple[ModuleType, str]:
     sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() at import time would end our process without an error line
+        sys.modules.pop(name, None)
+        where = _user_line(exc, path)
+        raise ModelLoadError(
+            f"{path.name} called sys.exit({exc.code!r}) while it was imported" + (f"\n  {where}" if where else ""),
+            hint='move that call under `if __name__ == "__main__":` so that importing the file does not exit',
+        ) from None
     except Exception as exc:
         sys.modules.pop(name, None)
         where = _user_line(exc, path)
@@ -157,7 +164,7 @@ def run_smoke(path: Path, device: str = "auto", steps: int = 60, seed: int = 0) 
         measured = module.smoke_test(device=resolved, steps=steps, seed=seed, verbose=False)
     except AssertionError as exc:
         return SmokeResult(file=str(path), device=resolved, ok=False, message=str(exc) or "a check failed")
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         where = _user_line(exc, path.resolve())
         message = f"the model raised {type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
         return SmokeResult(file=str(path), device=resolved, ok=False, message=message)
@@ -168,6 +175,14 @@ def run_smoke(path: Path, device: str = "auto", steps: int = 60, seed: int = 0) 
             file=str(path), device=resolved, ok=False, message="smoke_test() did not return its measurements"
         )
     fields = set(SmokeResult.model_fields) - {"file", "device", "ok", "message"}
+    missing = sorted(fields - set(measured))
+    if missing:
+        return SmokeResult(
+            file=str(path),
+            device=resolved,
+            ok=False,
+            message="smoke_test() did not return its measurements: no " + ", ".join(missing),
+        )
     return SmokeResult(
         file=str(path),
         device=str(measured.get("device", resolved)),

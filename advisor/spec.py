@@ -179,6 +179,20 @@ def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
     )
 
 
+def check_given(values: dict[str, Any], source: str | dict[str, str] = "flags") -> None:
+    """Validate each given field on its own, before an interview asks for the rest (a bad --arch is
+    reported at once, not after the questions). Raises :class:`SpecError` naming the first bad field."""
+    from pydantic import create_model
+
+    given = {k: v for k, v in values.items() if k in Spec.model_fields and v is not None}
+    fields: dict[str, Any] = {k: (Spec.model_fields[k].annotation, Spec.model_fields[k]) for k in given}
+    partial = create_model("GivenAnswers", **fields)
+    try:
+        partial.model_validate(given)
+    except ValidationError as exc:
+        raise spec_error(exc, source) from None
+
+
 def build_spec(values: dict[str, Any], source: str | dict[str, str] = "flags") -> Spec:
     try:
         return Spec.model_validate(values)

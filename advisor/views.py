@@ -22,6 +22,17 @@ def console() -> Any:
     return Console(highlight=False, no_color="NO_COLOR" in os.environ)
 
 
+def literal(text: str) -> str:
+    """Text for ``console.print`` that rich shows as written: ``[0.1, 0.5]`` is not read as a style tag.
+
+    Knowledge text put into rich markup goes through this (issue 12); in Markdown it goes through
+    :func:`advisor.explain.md_escape`.
+    """
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def print_markdown(md: str) -> None:
     if not _rich_ok():
         sys.stdout.write(md)
@@ -37,12 +48,13 @@ def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None
             sys.stdout.write("\t".join(row) + "\n")
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # literal: "[CLS]" is text, not a style tag
     console().print(table)
 
 

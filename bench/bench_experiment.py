@@ -5,8 +5,8 @@
 Runs the command as a user would (a fresh process: imports, data, training, files) with every default:
 all CNN variants, 3 seeds, digits. In the same run it measures a baseline, the fixed cost of the command
 (one variant, one seed, one epoch), so the training share can be told apart from start-up. Prints the
-times, the ratio to the budget and the ranking the run produced. The load average is printed too: on a
-shared machine other processes slow the run down.
+times, the ratio to the budget and the ranking the run produced, and exits 1 when the run misses the
+budget. The load average is printed too: on a shared machine other processes slow the run down.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def timed(args: list[str], out: Path) -> tuple[float, dict[str, object]]:
     return elapsed, json.loads(proc.stdout)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="run the default experiment this many times")
     args = parser.parse_args()
@@ -57,7 +57,7 @@ def main() -> None:
         f"{config['epochs']} epochs on {config['dataset']}, batch {config['batch_size']}): "
         + ", ".join(f"{t:.1f} s" for t in times)
     )
-    print(f"default run / budget: {median:.1f} s / {BUDGET_S:.0f} s = {median / BUDGET_S:.2f}")
+    print(f"default run / budget: {median:.1f} s / {BUDGET_S:.0f} s = {median / BUDGET_S:.2f}  (target <= 1)")
     print(f"default run / baseline: {median / base_s:.1f}x")
     print("ranking of the last run:")
     ranking = payload["ranking"]
@@ -69,7 +69,11 @@ def main() -> None:
             f"loss {s['test_loss_mean']:.3f}  gap {s['gap_mean'] * 100:+.1f} pp  "
             f"best epoch {s['best_epoch_mean']:.1f}  {s['verdict']}"
         )
+    if median > BUDGET_S:
+        print(f"MISSED: the default run took {median:.1f} s (budget {BUDGET_S:.0f} s)")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

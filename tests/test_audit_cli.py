@@ -124,7 +124,7 @@ def test_json_has_schema_version_sites_and_findings(runner):
     assert data["summary"] == {"error": 1, "warning": 3, "info": 0, "allowed": 0}
 
 
-def test_sarif_is_structurally_valid_and_points_at_the_class_definition(runner):
+def test_sarif_is_structurally_valid_and_points_at_the_offending_line(runner):
     result = audit(runner, target("buggy.py", "Net"), "-s", "4,16", "--format", "sarif")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
@@ -140,6 +140,9 @@ def test_sarif_is_structurally_valid_and_points_at_the_class_definition(runner):
     class_line = next(
         i for i, line in enumerate((MODELS / "buggy.py").read_text().splitlines(), 1) if line.startswith("class Net")
     )
+    call_line = next(
+        i for i, line in enumerate((MODELS / "buggy.py").read_text().splitlines(), 1) if "return F.dropout(" in line
+    )
     assert len(run["results"]) == 4
     for res in run["results"]:
         assert res["ruleId"] == ids[res["ruleIndex"]]
@@ -147,7 +150,9 @@ def test_sarif_is_structurally_valid_and_points_at_the_class_definition(runner):
         assert res["message"]["text"]
         phys = res["locations"][0]["physicalLocation"]
         assert phys["artifactLocation"]["uri"].endswith("buggy.py")
-        assert phys["region"]["startLine"] == class_line
+        # A functional call's own line; a module's class definition otherwise (as the text report shows).
+        functional = res["properties"]["module"] == ""
+        assert phys["region"]["startLine"] == (call_line if functional else class_line)
 
 
 def test_sarif_relative_uris_resolve_against_srcroot(runner, monkeypatch):

@@ -74,7 +74,10 @@ def test_sarif_levels_and_related_location_of_a_functional_call(tmp_path):
         "uri": "m.py",
         "uriBaseId": "%SRCROOT%",
     }
-    assert results[1]["relatedLocations"][0]["physicalLocation"]["region"]["startLine"] == 9
+    assert results[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
+    # a functional call: the call's line first, the class definition as the related location
+    assert results[1]["locations"][0]["physicalLocation"]["region"]["startLine"] == 9
+    assert results[1]["relatedLocations"][0]["physicalLocation"]["region"]["startLine"] == 3
 
 
 def test_files_outside_the_base_get_absolute_uris(tmp_path):

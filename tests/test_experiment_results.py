@@ -21,8 +21,9 @@ from advisor.experiment.results import (
     ExperimentResult,
     RunResult,
     best_epoch,
-    noise_threshold,
+    paired_test,
     rank,
+    shared_test_set_noise,
 )
 
 
@@ -113,14 +114,54 @@ def test_large_difference_is_marked_worse():
     assert rank(runs, ["a", "b"], n_test=360)[1].verdict == "worse"
 
 
-def test_noise_threshold_is_twice_the_combined_standard_error():
-    got = noise_threshold(0.9, 0.02, 4, 0.8, 0.04, 4, 100)
-    want = 2 * math.sqrt(0.02**2 / 4 + 0.04**2 / 4 + 0.9 * 0.1 / 100 + 0.8 * 0.2 / 100)
-    assert got == pytest.approx(want)
+def test_test_set_noise_is_twice_the_standard_error_of_the_two_accuracies():
+    assert shared_test_set_noise(0.9, 0.8, 100) == pytest.approx(2 * math.sqrt(0.9 * 0.1 / 100 + 0.8 * 0.2 / 100))
 
 
-def test_noise_threshold_ignores_the_seed_term_with_one_seed():
-    assert noise_threshold(0.9, None, 1, 0.9, None, 1, 100) == pytest.approx(2 * math.sqrt(2 * 0.09 / 100))
+def test_paired_test_is_scipys_ttest_rel_over_the_shared_seeds():
+    from scipy import stats
+
+    a = {0: 0.91, 1: 0.95, 2: 0.90, 3: 0.97}
+    b = {0: 0.90, 1: 0.92, 2: 0.90, 5: 0.50}  # seed 3 and 5 are not shared
+    got = paired_test(a, b)
+    want = stats.ttest_rel([0.91, 0.95, 0.90], [0.90, 0.92, 0.90])
+    assert got.n == 3
+    assert got.p_value == pytest.approx(want.pvalue)
+    assert got.mean_diff == pytest.approx((0.01 + 0.03 + 0.0) / 3)
+    assert got.half_width == pytest.approx(stats.t.ppf(0.975, 2) * stats.tstd([0.01, 0.03, 0.0]) / math.sqrt(3))
+
+
+def test_paired_test_with_one_shared_seed_has_no_p_value():
+    assert paired_test({0: 0.9}, {0: 0.8}).p_value is None
+
+
+def test_identical_runs_are_not_different():
+    assert paired_test({0: 0.9, 1: 0.8}, {0: 0.9, 1: 0.8}).p_value == 1.0
+
+
+def test_a_consistent_paired_difference_is_worse_even_when_seeds_spread_widely():
+    """Unpaired standard errors (the seed spread of each variant) would call this noise; the runs are paired."""
+    accs = [0.70, 0.85, 0.99]
+    runs = [_run("a", s, acc) for s, acc in enumerate(accs)] + [_run("b", s, acc - 0.05) for s, acc in enumerate(accs)]
+    ranking = rank(runs, ["a", "b"], n_test=5000)
+    assert ranking[1].verdict == "worse"
+    assert ranking[1].p_value == 0.0
+
+
+def test_a_difference_that_the_seeds_do_not_agree_on_is_within_noise():
+    runs = [_run("a", s, acc) for s, acc in enumerate([0.95, 0.90, 0.97])]
+    runs += [_run("b", s, acc) for s, acc in enumerate([0.90, 0.93, 0.92])]
+    _, other = rank(runs, ["a", "b"], n_test=5000)
+    assert other.verdict == "within-noise"
+    assert other.p_value is not None and other.p_value >= 0.05
+
+
+def test_one_seed_uses_the_test_set_term_only():
+    runs = [_run("a", 0, 0.97), _run("b", 0, 0.96)]
+    other = rank(runs, ["a", "b"], n_test=360)[1]
+    assert other.p_value is None
+    assert other.verdict == "within-noise"
+    assert other.noise == pytest.approx(shared_test_set_noise(0.96, 0.97, 360))
 
 
 def test_table_rows_show_mean_and_sd_in_percent_and_the_verdict():
@@ -172,3 +213,12 @@ def test_default_out_dir_is_numbered_when_taken(tmp_path):
     (tmp_path / "digits-cnn").mkdir()
     (tmp_path / "digits-cnn" / "results.json").write_text("{}")
     assert default_out_dir("digits", "cnn", tmp_path) == tmp_path / "digits-cnn-2"
+
+
+@pytest.mark.parametrize(("n_classes", "floor"), [(10, 10.0), (3, 30.0), (2, 50.0)])
+def test_the_accuracy_axis_starts_at_the_chance_level(n_classes, floor):
+    from advisor.experiment.figure import accuracy_axis
+
+    runs = [_run("a", s, 0.97) for s in range(2)] + [_run("b", s, 0.96) for s in range(2)]
+    result = _result(runs, ["a", "b"]).model_copy(update={"n_classes": n_classes})
+    assert accuracy_axis(result) == (floor, 100.0)

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 import zipfile
+from email.message import Message
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from advisor.docs import render_readme
 
@@ -28,16 +31,41 @@ def test_readme_test_command_is_what_ci_runs():
     assert ci.index("torch==2.13.0") < ci.index("-e '.[dev]'")
 
 
-@pytest.mark.slow
-def test_wheel_installs_and_runs_from_another_directory(tmp_path):
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO)],
         check=True,
         capture_output=True,
         text=True,
     )
-    wheel = next(dist.glob("*.whl"))
+    return next(dist.glob("*.whl"))
+
+
+def _metadata(wheel: Path) -> Message:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(zf.read(name).decode("utf-8"))
+
+
+@pytest.mark.slow
+def test_wheel_metadata_never_requires_or_caps_torch(wheel):
+    meta = _metadata(wheel)
+    torch = [Requirement(r) for r in meta.get_all("Requires-Dist", []) if Requirement(r).name == "torch"]
+    assert torch, "the torch extra must bring torch"
+    for req in torch:
+        assert req.marker is not None and "extra" in str(req.marker), f"{req}: torch must stay optional"
+        assert {s.operator for s in req.specifier} <= {">=", ">", "!="}, f"{req}: no upper bound on torch"
+    assert {"torch", "experiment", "dev"} <= set(meta.get_all("Provides-Extra", []))
+    assert meta["License-Expression"] == "MIT"
+    assert "Programming Language :: Python :: 3.14" in meta.get_all("Classifier", [])
+    with zipfile.ZipFile(wheel) as zf:
+        assert any(n.endswith("licenses/LICENSE") for n in zf.namelist())
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_from_another_directory(tmp_path, wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("advisor/knowledge/recommendations/") for n in names)
     assert any(n.startswith("advisor/knowledge/citations/") for n in names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -235,6 +236,24 @@ def render_json(report: Report) -> str:
 
 
 # ---- SARIF 2.1.0 --------------------------------------------------------------------------------
+# Reviewed against the OASIS SARIF 2.1.0 schema (errata01); the tests validate every SARIF output with it.
+
+FINGERPRINT_KEY = "dropoutAdvisor/v2"
+LOAD_FAILURE_RULE = "model-load-failure"
+
+
+def information_uri() -> str:
+    """The project's home page, from the installed package's metadata (one source for pyproject and SARIF)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, metadata
+
+        for entry in metadata("dropout-advisor").get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip().lower() == "homepage" and url.strip():
+                return url.strip()
+    except (PackageNotFoundError, ValueError):
+        pass
+    return INFO_URI
 
 
 def _uri(path: str, base: Path | None) -> tuple[str, bool]:
@@ -256,14 +275,101 @@ def _physical(loc: Location, base: Path | None) -> dict[str, Any]:
     return {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": loc.line}}}
 
 
+def _source_line(loc: Location | None) -> str:
+    if loc is None:
+        return ""
+    import linecache
+
+    return " ".join(linecache.getline(loc.file, loc.line).split())
+
+
+def fingerprints(report: Report) -> list[str]:
+    """One stable fingerprint per active finding, in order (SARIF ``partialFingerprints``, ``--baseline``).
+
+    Built from what identifies the problem, not from where it sits among the others: the rule, the module
+    path, what drops (``nn.Dropout``, ``F.dropout`` ...) and, for a functional call, the text of the call's
+    line. Site IDs (S1, S2 ... in execution order) and line numbers are left out, so adding a dropout site
+    elsewhere, or lines above, changes no other finding's fingerprint. Identical keys are numbered.
+    """
+    import hashlib
+
+    sites = {s.id: s for s in report.sites}
+    seen: dict[str, int] = {}
+    out = []
+    for f in report.findings:
+        site = sites.get(f.site) if f.site else None
+        key = "\x1f".join([f.rule_id, f.slug, f.module, site.op if site else "", _source_line(f.call_location)])
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append(hashlib.sha256(f"{key}\x1f{n}".encode()).hexdigest()[:32])
+    return out
+
+
+def read_baseline(path: Path) -> set[str]:
+    """The fingerprints in a SARIF file written by ``audit --format sarif`` (for ``--baseline``).
+
+    Raises :class:`~advisor.errors.UsageError` (exit 2) for a file that is missing, not JSON, or not a
+    SARIF log from this tool.
+    """
+    from advisor.errors import SpecError, UsageError
+    from advisor.fileio import read_user_text
+
+    try:
+        text = read_user_text(path, "baseline", "SARIF (audit --format sarif)")
+    except SpecError as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+    hint = "give a file written by 'dropout-advisor audit ... --format sarif -o FILE'"
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"baseline {path} is not JSON: {exc.msg} (line {exc.lineno})", hint=hint) from None
+    runs = doc.get("runs") if isinstance(doc, dict) else None
+    if not isinstance(runs, list) or doc.get("version") != "2.1.0":
+        raise UsageError(f"baseline {path} is not a SARIF 2.1.0 log", hint=hint)
+    found: set[str] = set()
+    ours = False
+    for run in runs:
+        driver = run.get("tool", {}).get("driver", {}) if isinstance(run, dict) else {}
+        if driver.get("name") != "dropout-advisor":
+            continue
+        ours = True
+        for result in run.get("results") or []:
+            value = (result.get("partialFingerprints") or {}).get(FINGERPRINT_KEY)
+            if isinstance(value, str):
+                found.add(value)
+    if not ours:
+        raise UsageError(f"baseline {path} holds no dropout-advisor run", hint=hint)
+    return found
+
+
+def apply_baseline(report: Report, known: set[str], label: str) -> Report:
+    """The report without the findings whose fingerprint is in ``known``: only new findings count.
+
+    The summary (and so the exit code) counts the new findings only; a note says how many were left out.
+    """
+    keep = [f for f, fp in zip(report.findings, fingerprints(report), strict=True) if fp not in known]
+    dropped = len(report.findings) - len(keep)
+    summary = report.summary.model_copy(
+        update={sev: sum(f.severity == sev for f in keep) for sev in ("error", "warning", "info")}
+    )
+    notes = [*report.notes, f"{dropped} finding(s) already in the baseline {label} are not reported"]
+    return report.model_copy(update={"findings": keep, "summary": summary, "notes": notes})
+
+
 def render_sarif(
-    report: Report, *, base: Path | None = None, rules_meta: dict[str, dict[str, Any]] | None = None
+    report: Report,
+    *,
+    base: Path | None = None,
+    rules_meta: dict[str, dict[str, Any]] | None = None,
+    baseline: bool = False,
 ) -> str:
     """SARIF 2.1.0: one run, one reporting descriptor per rule that fired, one result per active finding.
 
-    Each result points at the file and line where the module's class is defined (the nearest class in the
-    user's code); a functional call's own line goes into ``relatedLocations``. ``base`` (default: the
-    current directory) makes URIs relative, as code-scanning services expect.
+    Each result points at the offending line, the same one the text report shows: the line of a functional
+    call, else the class definition of the module (the nearest class in the user's code), which then also
+    goes into ``relatedLocations`` for a call. ``partialFingerprints`` hold :func:`fingerprints`. ``base``
+    (default: the current directory) makes URIs relative, as code-scanning services expect. ``baseline``:
+    the report was filtered by :func:`apply_baseline`, so every result is marked ``baselineState: new``.
     """
     base = Path.cwd() if base is None else base
     rules_meta = rules_meta or {}
@@ -285,39 +391,99 @@ def render_sarif(
         }
         rules.append(rule)
     results: list[dict[str, Any]] = []
-    for f in report.findings:
+    for f, fingerprint in zip(report.findings, fingerprints(report), strict=True):
         result: dict[str, Any] = {
             "ruleId": f.rule_id,
             "ruleIndex": rule_index[f.rule_id],
             "level": _SARIF_LEVEL[f.severity],
             "message": {"text": f"{f.message} Fix: {f.fix}"},
             "locations": [],
-            "partialFingerprints": {"dropoutAdvisor/v1": f"{f.slug}:{f.module}:{f.site or ''}"},
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint},
             "properties": {"slug": f.slug, "module": f.module, "moduleClass": f.module_class},
         }
-        if f.location is not None:
-            loc = _physical(f.location, base)
+        if baseline:
+            result["baselineState"] = "new"
+        primary = f.call_location or f.location
+        if primary is not None:
+            loc = _physical(primary, base)
             loc["logicalLocations"] = [{"fullyQualifiedName": f.module or "<root>", "kind": "module"}]
             result["locations"].append(loc)
-        if f.call_location is not None:
-            related = _physical(f.call_location, base)
+        if f.call_location is not None and f.location is not None:
+            related = _physical(f.location, base)
             related["id"] = 1
-            related["message"] = {"text": "the call"}
+            related["message"] = {"text": f"the class of module {f.module or '<root>'}"}
             result["relatedLocations"] = [related]
         results.append(result)
-    run: dict[str, Any] = {
+    run = _run(report.version, rules, results, base)
+    run["properties"] = {"target": report.target, "device": report.device, "notes": report.notes}
+    return _log(run)
+
+
+def _run(version: str, rules: list[dict[str, Any]], results: list[dict[str, Any]], base: Path) -> dict[str, Any]:
+    return {
         "tool": {
             "driver": {
                 "name": "dropout-advisor",
-                "version": report.version,
-                "semanticVersion": report.version,
-                "informationUri": INFO_URI,
+                "version": version,
+                "semanticVersion": version,
+                "informationUri": information_uri(),
                 "rules": rules,
             }
         },
         "originalUriBaseIds": {"%SRCROOT%": {"uri": base.resolve().as_uri() + "/"}},
         "results": results,
-        "properties": {"target": report.target, "device": report.device, "notes": report.notes},
     }
+
+
+def _log(run: dict[str, Any]) -> str:
     doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+_AT = re.compile(r"\bat (?P<file>[^\s:][^:\n]*?):(?P<line>\d+)\b")
+
+
+def render_sarif_failure(target: str, message: str, hint: str | None, *, base: Path | None = None) -> str:
+    """SARIF 2.1.0 for an audit that could not run (the model did not import, build or run): one error
+    result and a failed invocation, so that code scanning shows the failure instead of a clean run.
+
+    The result points at the line the error names (``at FILE:LINE``), else at the target's file.
+    """
+    from advisor import __version__
+
+    base = Path.cwd() if base is None else base
+    text = message + (f" Hint: {hint}" if hint else "")
+    location: Location | None = None
+    match = _AT.search(message)
+    if match and Path(match["file"]).is_file():
+        location = Location(file=match["file"], line=int(match["line"]))
+    else:
+        where, _, _ = target.rpartition(":")
+        if where.endswith(".py") and Path(where).is_file():
+            location = Location(file=where, line=1)
+    rule = {
+        "id": LOAD_FAILURE_RULE,
+        "name": LOAD_FAILURE_RULE,
+        "shortDescription": {"text": "The model could not be imported, built or run, so it was not audited"},
+        "fullDescription": {"text": "dropout-advisor audit stopped before checking any dropout site."},
+        "help": {"text": "Run the same audit command in a terminal to see the error and its hint."},
+        "defaultConfiguration": {"level": "error"},
+    }
+    result: dict[str, Any] = {
+        "ruleId": LOAD_FAILURE_RULE,
+        "ruleIndex": 0,
+        "level": "error",
+        "message": {"text": text},
+        "locations": [_physical(location, base)] if location is not None else [],
+        "partialFingerprints": {FINGERPRINT_KEY: f"{LOAD_FAILURE_RULE}:{target}"},
+    }
+    run = _run(__version__, [rule], [result], base)
+    run["invocations"] = [
+        {
+            "executionSuccessful": False,
+            "exitCode": 2,
+            "toolExecutionNotifications": [{"level": "error", "message": {"text": text}}],
+        }
+    ]
+    run["properties"] = {"target": target}
+    return _log(run)

@@ -18,7 +18,12 @@ from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 
 def _spec_flags(
-    arch: str | None = typer.Option(None, "--arch", help="mlp, cnn, resnet, rnn, transformer or gnn."),
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        metavar="[mlp|cnn|resnet|rnn|transformer|gnn]",
+        help="mlp, cnn, resnet, rnn, transformer or gnn.",
+    ),
     layers: int | None = typer.Option(
         None,
         "--layers",
@@ -27,36 +32,58 @@ def _spec_flags(
     width: int | None = typer.Option(None, "--width", help="Hidden units, channels or d_model."),
     batch_norm: bool | None = typer.Option(None, "--batch-norm/--no-batch-norm", help="Uses BatchNorm."),
     activation: str | None = typer.Option(
-        None, "--activation", help="relu, leaky-relu, gelu, silu, tanh, sigmoid, selu or elu."
+        None,
+        "--activation",
+        metavar="[relu|leaky-relu|gelu|silu|tanh|sigmoid|selu|elu]",
+        help="relu, leaky-relu, gelu, silu, tanh, sigmoid, selu or elu.",
     ),
-    pooling: str | None = typer.Option(None, "--pooling", help="cnn: max, avg or none."),
-    head: str | None = typer.Option(None, "--head", help="cnn: fc (flatten + FC layers) or gap (global pool)."),
+    pooling: str | None = typer.Option(None, "--pooling", metavar="[max|avg|none]", help="cnn: max, avg or none."),
+    head: str | None = typer.Option(
+        None, "--head", metavar="[fc|gap]", help="cnn: fc (flatten + FC layers) or gap (global pool)."
+    ),
     fc_layers: int | None = typer.Option(None, "--fc-layers", help="cnn: hidden FC layers in the head."),
     wide: bool | None = typer.Option(None, "--wide/--no-wide", help="resnet: a Wide ResNet."),
-    cell: str | None = typer.Option(None, "--cell", help="rnn: lstm or gru."),
+    cell: str | None = typer.Option(None, "--cell", metavar="[lstm|gru]", help="rnn: lstm or gru."),
     bidirectional: bool | None = typer.Option(None, "--bidirectional/--no-bidirectional", help="rnn."),
-    rnn_task: str | None = typer.Option(None, "--task", help="rnn: lm, classifier or seq2seq."),
+    rnn_task: str | None = typer.Option(
+        None, "--task", metavar="[lm|classifier|seq2seq]", help="rnn: lm, classifier or seq2seq."
+    ),
     embeddings: bool | None = typer.Option(None, "--embeddings/--no-embeddings", help="rnn: token embeddings."),
     transformer: str | None = typer.Option(
-        None, "--transformer", help="transformer: encoder, decoder or encoder-decoder."
+        None,
+        "--transformer",
+        metavar="[encoder|decoder|encoder-decoder]",
+        help="transformer: encoder, decoder or encoder-decoder.",
     ),
-    norm: str | None = typer.Option(None, "--norm", help="transformer: pre or post (LayerNorm placement)."),
+    norm: str | None = typer.Option(
+        None, "--norm", metavar="[pre|post]", help="transformer: pre or post (LayerNorm placement)."
+    ),
     positions: str | None = typer.Option(
         None,
         "--positions",
+        metavar="[additive|rotary|relative]",
         help="transformer: additive (summed with the embeddings), rotary (RoPE) or relative (T5 bias).",
     ),
     embedding_norm: bool | None = typer.Option(
         None, "--embedding-norm/--no-embedding-norm", help="transformer: LayerNorm on the embedding sum (BERT)."
     ),
-    gnn: str | None = typer.Option(None, "--gnn", help="gnn: gcn or gat."),
+    gnn: str | None = typer.Option(None, "--gnn", metavar="[gcn|gat]", help="gnn: gcn or gat."),
     modality: str | None = typer.Option(
-        None, "--modality", help="tabular, image, text, audio, graph, sequence or other."
+        None,
+        "--modality",
+        metavar="[tabular|image|text|audio|graph|sequence|other]",
+        help="tabular, image, text, audio, graph, sequence or other.",
     ),
-    samples: str | None = typer.Option(None, "--samples", help="Training examples, e.g. 50000 or 50k."),
-    params: str | None = typer.Option(None, "--params", help="Model parameters, e.g. 25M or 7B."),
-    regime: str | None = typer.Option(None, "--regime", help="scratch, fine-tuning or pretraining."),
-    overfitting: str | None = typer.Option(None, "--overfitting", help="none, mild, strong or unknown."),
+    samples: str | None = typer.Option(
+        None, "--samples", metavar="COUNT", help="Training examples, e.g. 50000 or 50k."
+    ),
+    params: str | None = typer.Option(None, "--params", metavar="COUNT", help="Model parameters, e.g. 25M or 7B."),
+    regime: str | None = typer.Option(
+        None, "--regime", metavar="[scratch|fine-tuning|pretraining]", help="scratch, fine-tuning or pretraining."
+    ),
+    overfitting: str | None = typer.Option(
+        None, "--overfitting", metavar="[none|mild|strong|unknown]", help="none, mild, strong or unknown."
+    ),
     underfitting: bool | None = typer.Option(
         None, "--underfitting/--no-underfitting", help="The model underfits (training loss stays high)."
     ),
@@ -66,10 +93,13 @@ def _spec_flags(
     base: str | None = typer.Option(
         None,
         "--base",
+        metavar="NAME",
         help="A reference recipe, e.g. bert-base-uncased, llama-2-7b, vit-b-16: the pretrained model you fine-tune, "
         "or the model you train from scratch after. Its spec fills what you do not give.",
     ),
-    answers: Path | None = typer.Option(None, "--answers", help="Replay a saved interview (TOML or JSON)."),
+    answers: Path | None = typer.Option(
+        None, "--answers", metavar="FILE", help="Replay a saved interview (TOML or JSON)."
+    ),
 ) -> None:
     """Only its signature is used: the flags shared by `recommend` and `ask`."""
 
@@ -172,13 +202,23 @@ def register(app: typer.Typer) -> None:
 def recommend_cmd(
     flags: dict[str, Any],
     fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, json or markdown."),
-    save_answers: Path | None = typer.Option(None, "--save-answers", help="Also save these answers to a file."),
+    save_answers: Path | None = typer.Option(
+        None, "--save-answers", metavar="FILE", help="Also save these answers to a file."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite --save-answers' file if it exists."),
 ) -> None:
     """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why.
 
     With --base NAME the plan follows that reference recipe: fine-tuning keeps its sites and rates,
     pretraining and training from scratch follow its published configuration.
+
+    \b
+    Examples:
+      dropout-advisor recommend --arch cnn --layers 3 --pooling max
+      dropout-advisor recommend --base bert-base-uncased --regime fine-tuning --samples 8k
+      dropout-advisor recommend --arch rnn --samples 50k --format json
+      dropout-advisor recommend --arch mlp --save-answers net.toml
+      dropout-advisor recommend --answers net.toml --overfitting strong
     """
     from advisor.recommend import recommend
     from advisor.spec import answers_toml
@@ -189,7 +229,7 @@ def recommend_cmd(
         from advisor.fileio import write_text_atomic
 
         result = write_text_atomic(save_answers, answers_toml(spec, base_spec), force=force)
-        sys.stderr.write(f"answers {result.value}: {save_answers}\n")
+        sys.stderr.write(f"answers {result.value}: {save_answers}{result.via}\n")
     _render(plan, fmt)
 
 
@@ -229,6 +269,12 @@ def ask_cmd(
     Every question of the interview is also a flag (see `recommend`). Type 'back' to revise the previous
     answer; Ctrl-C stops (exit 130). Without a terminal, answers are read from standard input; if it
     ends before the family is known, the command exits 2 naming what is missing.
+
+    \b
+    Examples:
+      dropout-advisor ask
+      dropout-advisor ask "dropout before or after max pooling?"
+      dropout-advisor ask --arch cnn          # skip the first question
     """
     if question:
         _answer_question(" ".join(question), fmt, limit)
@@ -239,6 +285,9 @@ def ask_cmd(
     from advisor.recommend import recommend
 
     values, origins = _gather(flags)
+    from advisor.spec import check_given
+
+    check_given(values, origins)  # before the first question
     if values.get("base"):
         from advisor.advise.base import fill_from_base
         from advisor.knowledge import default_kb

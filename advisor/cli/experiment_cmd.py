@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from advisor.cli.common import Format, emit_json, emit_text, guarded
+from advisor.cli.common import Format, emit_json, emit_text, finite_in, guarded
 from advisor.errors import Interrupted
 from advisor.experiment import (
     DATASET_NAMES,
@@ -45,7 +45,7 @@ _VARIANTS_HELP = "Comma-separated variants to train (default: all of the family)
 def experiment_cmd(
     dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", "-d", help="One of: " + ", ".join(DATASET_NAMES) + "."),
     arch: str | None = typer.Option(None, "--arch", help="cnn or mlp (default: cnn for digits, mlp for the rest)."),
-    variants: str | None = typer.Option(None, "--variants", help=_VARIANTS_HELP),
+    variants: str | None = typer.Option(None, "--variants", metavar="NAME,NAME...", help=_VARIANTS_HELP),
     seeds: int = typer.Option(DEFAULT_SEEDS, "--seeds", min=1, max=100, help="Training seeds (0 .. N-1) per variant."),
     epochs: int | None = typer.Option(
         None,
@@ -56,10 +56,14 @@ def experiment_cmd(
     ),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=2, max=100_000, help="Minibatch size."),
     train_fraction: float = typer.Option(
-        1.0, "--train-fraction", help="Keep this fraction of the training split, in (0, 1]."
+        1.0,
+        "--train-fraction",
+        metavar="F",
+        callback=finite_in(0.0, 1.0, low_open=True),
+        help="Keep this fraction of the training split, in (0, 1].",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output folder (default: results/<dataset>-<arch>, numbered if taken)."
+        None, "--out", "-o", metavar="DIR", help="Output folder (default: results/<dataset>-<arch>, numbered if taken)."
     ),
     force: bool = typer.Option(False, "--force", help="Write into an output folder that already holds files."),
     device: Device = typer.Option(Device.auto, "--device", help="auto uses a GPU when there is one."),
@@ -70,6 +74,13 @@ def experiment_cmd(
     Every variant starts from the same weights and sees the same batches under each seed; the table
     ranks them by test accuracy and marks the differences that are within noise. Writes results.json,
     epochs.csv and figure.png into the output folder. Ctrl-C keeps the finished runs.
+
+    \b
+    Examples:
+      dropout-advisor experiment
+      dropout-advisor experiment --dataset digits --arch cnn --seeds 5
+      dropout-advisor experiment --dataset breast-cancer --train-fraction 0.2
+      dropout-advisor experiment --variants none,fc-only,advisor --epochs 40
     """
     from advisor.experiment import require_extras
 

@@ -29,10 +29,13 @@ def _note(text: str) -> None:
 def generate_cmd(
     flags: dict[str, Any],
     output: str = typer.Option(
-        "model.py", "--output", "-o", help="File to write; '-' writes the code to standard output."
+        "model.py", "--output", "-o", metavar="FILE", help="File to write; '-' writes the code to standard output."
     ),
     plan_file: Path | None = typer.Option(
-        None, "--plan", help="Generate from a plan saved with 'recommend --format json' instead of flags."
+        None,
+        "--plan",
+        metavar="FILE",
+        help="Generate from a plan saved with 'recommend --format json' instead of flags.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists and differs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be written; write nothing."),
@@ -42,12 +45,21 @@ def generate_cmd(
         "--mc-dropout/--no-mc-dropout",
         help="Add mc_predict() for Monte Carlo dropout (default: on when --uncertainty is given).",
     ),
-    mc_samples: int = typer.Option(30, "--mc-samples", min=2, help="mc_predict's default number of samples."),
+    mc_samples: int = typer.Option(
+        30, "--mc-samples", min=2, max=10_000, help="mc_predict's default number of samples."
+    ),
 ) -> None:
     """Write a runnable PyTorch model with dropout where the plan puts it, and a smoke test.
 
     Takes the same flags and --answers FILE as `recommend`, or a saved plan with --plan. The file
     never overwrites an existing one without --force; run it with `python FILE` or `dropout-advisor smoke FILE`.
+
+    \b
+    Examples:
+      dropout-advisor generate --arch cnn --layers 3 -o model.py
+      dropout-advisor generate --arch transformer --transformer decoder -o -
+      dropout-advisor generate --arch mlp -o model.py --diff
+      dropout-advisor generate --plan plan.json -o model.py --force
     """
     from advisor.generate import generate, load_plan
 
@@ -107,23 +119,23 @@ def generate_cmd(
     from advisor.fileio import WriteResult, write_text_atomic
 
     outcome = write_text_atomic(path, result.code, force=force)
-    if outcome is WriteResult.IDENTICAL:
+    if outcome.status is WriteResult.IDENTICAL:
         _note(f"identical: {path} already holds this code; nothing written")
         return
-    _note(f"{outcome.value} {path}: {what}")
+    _note(f"{outcome.describe()}: {what}")
     _note(f"run its smoke test: python {shlex.quote(str(path))}   (or: dropout-advisor smoke {shlex.quote(str(path))})")
 
 
 def _read_existing(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    if path.is_dir():
-        from advisor.errors import OutputError
+    """The file's text, None when there is none; only a regular file is read (see advisor.fileio)."""
+    from advisor.fileio import read_existing
 
-        raise OutputError(f"{path} is a directory", hint="give a file path")
+    data = read_existing(path)
+    if data is None:
+        return None
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
         return ""
 
 
@@ -148,19 +160,29 @@ def _show_diff(path: Path, old: str | None, new: str) -> None:
 def smoke_cmd(
     file: Path = typer.Argument(..., metavar="FILE", help="A model file written by 'generate'."),
     device: str = typer.Option(
-        "auto", "--device", help="auto, cpu, cuda, mps or xpu (auto: torch.accelerator, then CUDA, MPS, XPU, CPU)."
+        "auto",
+        "--device",
+        metavar="[auto|cpu|cuda|mps|xpu]",
+        help="auto, cpu, cuda, mps or xpu (auto: torch.accelerator, then CUDA, MPS, XPU, CPU).",
     ),
-    steps: int = typer.Option(60, "--steps", min=1, help="Train at most this many steps."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    steps: int = typer.Option(60, "--steps", min=1, max=100_000, help="Train at most this many steps."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="text or json."),
 ) -> None:
     """Run a generated model's smoke test: a few training steps on one synthetic batch, with its checks.
 
     Exit codes: 0 passed; 1 a check failed (the loss did not halve, eval mode was not deterministic, ...);
     2 the file does not import or the device is not available.
+
+    \b
+    Examples:
+      dropout-advisor smoke model.py
+      dropout-advisor smoke model.py --device cpu --steps 30 --format json
     """
+    from advisor.deps import require_torch
     from advisor.smoke import run_smoke
 
+    require_torch("smoke")
     result = run_smoke(file, device=device, steps=steps, seed=seed)
     if fmt is Format.json:
         emit_json(result.model_dump(mode="json"))

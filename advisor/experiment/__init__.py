@@ -44,6 +44,9 @@ VARIANT_NAMES = {
 
 def require_extras() -> None:
     """Fail early, with the install command, when the optional ``experiment`` extra is missing."""
+    from advisor.deps import require_torch
+
+    require_torch("experiment", hint=INSTALL_HINT)
     missing = []
     try:
         import sklearn  # noqa: F401

@@ -87,8 +87,9 @@ def footnotes(result: ExperimentResult) -> list[str]:
         notes.append(f"partial: {len(result.runs)} of {result.runs_expected} runs finished")
     notes.append("ranked by mean final test accuracy over seeds (± standard deviation); gap = train − test accuracy")
     notes.append(
-        "≈ (noise): within twice the combined standard error of the best (seed spread + test-set "
-        "sampling); see noise_rule in results.json"
+        "≈ (noise): a paired t-test over the seeds (same weights, batches and test set) finds no difference "
+        "from the best at p < 0.05, or the difference is within the test set's sampling error; see noise_rule "
+        "in results.json"
     )
     shown: set[str] = set()
     for v in result.variants:

@@ -2,15 +2,19 @@
 
 The within-noise rule (also written into every results.json as ``noise_rule``):
 
-    A variant is *within noise* of the best when the difference of their mean test accuracies is at most
-    twice the combined standard error of that difference,
-        2 * sqrt(sd_a^2/n_a + sd_b^2/n_b + p_a(1-p_a)/n_test + p_b(1-p_b)/n_test),
-    where sd and n are the standard deviation over seeds and the number of seeds (the seed terms are 0
-    with a single seed), and p(1-p)/n_test is the sampling variance of an accuracy measured on the n_test
-    examples of the test set, which every run shares and which more seeds cannot shrink.
+    The runs are paired: under each seed every variant starts from the same weights, sees the same batches
+    and is scored on the same test set. A variant is *within noise* of the best when either
+    (1) a paired t-test over the seeds they share (``scipy.stats.ttest_rel`` on the final test accuracies)
+        does not reject equal means at the 5% level, two-sided; equivalently, the mean paired difference
+        lies inside its 95% confidence interval t(0.975, n-1) * sd_diff / sqrt(n); or
+    (2) the difference is at most twice the standard error with which the shared test set of n_test
+        examples measures an accuracy, 2 * sqrt(p_a(1-p_a)/n_test + p_b(1-p_b)/n_test), which more seeds
+        cannot shrink.
+    With fewer than two shared seeds only (2) applies.
 
-Twice the standard error is roughly a 95% interval; the test-set term keeps a difference of one or two
-test examples from looking real when the seeds happen to agree closely.
+Pairing removes the seed-to-seed spread that both variants share (an easy or hard initialisation moves
+both), so a consistent difference is found with fewer seeds than unpaired standard errors need; the
+test-set term keeps a difference of a few test examples from looking real when the seeds agree closely.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,10 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 RESULTS_SCHEMA_VERSION = 1
 
 NOISE_RULE = (
-    "within noise of the best when |mean test accuracy difference| <= 2 * sqrt(sd_a^2/n_a + sd_b^2/n_b "
-    "+ p_a(1-p_a)/n_test + p_b(1-p_b)/n_test): sd over seeds (0 with one seed) plus the test set's "
-    "sampling error of an accuracy"
+    "within noise of the best when a paired t-test over the shared seeds (scipy.stats.ttest_rel on the final "
+    "test accuracies; same initial weights, batches and test set per seed) does not reject equal means at "
+    "p < 0.05, or when |mean difference| <= 2 * sqrt(p_a(1-p_a)/n_test + p_b(1-p_b)/n_test), the shared test "
+    "set's sampling error of an accuracy; with one shared seed only the test-set term applies"
 )
+ALPHA = 0.05
 
 
 class _Model(BaseModel):
@@ -111,6 +118,7 @@ class VariantSummary(_Model):
     test_acc_at_best_mean: float  # what early stopping on validation loss would have given
     delta_to_best: float  # mean test accuracy minus the best variant's
     noise: float  # the within-noise threshold against the best (see NOISE_RULE)
+    p_value: float | None = None  # paired t-test against the best; None for the best or < 2 shared seeds
     verdict: Literal["best", "within-noise", "worse"]
 
 
@@ -148,31 +156,51 @@ def _std(xs: Sequence[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) > 1 else None
 
 
-def noise_threshold(
-    acc_a: float, sd_a: float | None, n_a: int, acc_b: float, sd_b: float | None, n_b: int, n_test: int
-) -> float:
-    """Twice the combined standard error of a difference of mean accuracies (see the module docstring)."""
-    var = 0.0
-    if sd_a is not None and n_a > 1:
-        var += sd_a**2 / n_a
-    if sd_b is not None and n_b > 1:
-        var += sd_b**2 / n_b
-    if n_test > 0:
-        var += acc_a * (1 - acc_a) / n_test + acc_b * (1 - acc_b) / n_test
-    return 2.0 * math.sqrt(var)
+def shared_test_set_noise(acc_a: float, acc_b: float, n_test: int) -> float:
+    """Twice the standard error with which a test set of ``n_test`` examples measures the two accuracies."""
+    if n_test <= 0:
+        return 0.0
+    return 2.0 * math.sqrt(acc_a * (1 - acc_a) / n_test + acc_b * (1 - acc_b) / n_test)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired t-test of one variant against another over the seeds both ran (see NOISE_RULE)."""
+
+    n: int  # shared seeds
+    mean_diff: float  # mean of (a - b) over the shared seeds
+    half_width: float  # of the 95% confidence interval of the mean difference; 0 with one seed
+    p_value: float | None  # None with fewer than 2 shared seeds; 1.0 when every difference is 0
+
+
+def paired_test(a: dict[int, float], b: dict[int, float]) -> PairedTest:
+    """``scipy.stats.ttest_rel`` on the accuracies of the seeds in both ``a`` and ``b`` (seed -> accuracy)."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    mean = statistics.fmean(diffs) if diffs else 0.0
+    if len(seeds) < 2:
+        return PairedTest(len(seeds), mean, 0.0, None)
+    from scipy import stats
+
+    sd = statistics.stdev(diffs)
+    if sd == 0.0:  # identical runs, or a difference that no seed varies: the t statistic is 0/0 or infinite
+        return PairedTest(len(seeds), mean, 0.0, 1.0 if mean == 0.0 else 0.0)
+    result = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    half = float(stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1)) * sd / math.sqrt(len(seeds))
+    return PairedTest(len(seeds), mean, half, float(result.pvalue))
 
 
 def rank(runs: Sequence[RunResult], order: Sequence[str], n_test: int) -> list[VariantSummary]:
     """One summary per variant with runs, ranked by mean test accuracy (then lower test loss, then
     the order the variants were asked for), each marked against the best."""
-    stats = []
+    summaries = []
     for name in order:
         mine = [r for r in runs if r.variant == name]
         if not mine:
             continue
         acc = [r.final.test_acc for r in mine]
         loss = [r.final.test_loss for r in mine]
-        stats.append(
+        summaries.append(
             VariantSummary(
                 rank=0,
                 name=name,
@@ -192,18 +220,25 @@ def rank(runs: Sequence[RunResult], order: Sequence[str], n_test: int) -> list[V
                 verdict="best",
             )
         )
-    stats.sort(key=lambda s: (-s.test_acc_mean, s.test_loss_mean, order.index(s.name)))
+    summaries.sort(key=lambda s: (-s.test_acc_mean, s.test_loss_mean, order.index(s.name)))
+    finals = {name: {r.seed: r.final.test_acc for r in runs if r.variant == name} for name in order}
     out: list[VariantSummary] = []
-    for i, s in enumerate(stats):
-        top = stats[0]
+    for i, s in enumerate(summaries):
+        top = summaries[0]
         delta = s.test_acc_mean - top.test_acc_mean
-        noise = noise_threshold(
-            s.test_acc_mean, s.test_acc_std, s.n_seeds, top.test_acc_mean, top.test_acc_std, top.n_seeds, n_test
-        )
+        test_term = shared_test_set_noise(s.test_acc_mean, top.test_acc_mean, n_test)
         verdict: Literal["best", "within-noise", "worse"]
+        p_value = None
         if i == 0:
-            verdict = "best"
+            verdict, noise = "best", test_term
         else:
-            verdict = "within-noise" if abs(delta) <= noise else "worse"
-        out.append(s.model_copy(update={"rank": i + 1, "delta_to_best": delta, "noise": noise, "verdict": verdict}))
+            paired = paired_test(finals[s.name], finals[top.name])
+            p_value = paired.p_value
+            noise = max(paired.half_width, test_term)
+            seeds_agree = p_value is not None and p_value < ALPHA
+            verdict = "worse" if seeds_agree and abs(delta) > test_term else "within-noise"
+            if p_value is None:
+                verdict = "within-noise" if abs(delta) <= test_term else "worse"
+        update = {"rank": i + 1, "delta_to_best": delta, "noise": noise, "p_value": p_value, "verdict": verdict}
+        out.append(s.model_copy(update=update))
     return out
