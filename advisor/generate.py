@@ -783,9 +783,9 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
         Slot(
             "embed",
             "embed_dropout",
-            "on the sum of token and position embeddings",
+            "on the sum of token and position embeddings" + (", after its LayerNorm" if s.embedding_norm else ""),
             FEATURES,
-            _gap(_is("positional-encoding"), _any, _zero),
+            _gap(_is("layernorm", "embed") if s.embedding_norm else _is("positional-encoding"), _any, _zero),
         ),
         Slot(
             "attn",
@@ -863,6 +863,7 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
             "activation": ACTIVATIONS[s.activation or "gelu"],
             "decoder": decoder,
             "vision": vision,
+            "embed_norm": bool(s.embedding_norm) and not vision,
             "pre_norm": s.norm != "post",
             "layers": n,
             "width": width,
