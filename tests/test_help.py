@@ -84,10 +84,21 @@ def test_version(runner, flag):
     assert result.stdout == f"dropout-advisor {__version__}\n"
 
 
-def test_shell_completion_script(runner):
-    result = runner.invoke(app, ["--show-completion", "bash"])
+def test_shell_completion_completes_commands_and_options(runner):
+    # The protocol the installed completion script speaks (--show-completion's script would detect the
+    # parent shell, which depends on how the tests are launched).
+    env = {"_DROPOUT_ADVISOR_COMPLETE": "complete_bash", "COMP_CWORD": "1", "COMP_WORDS": "dropout-advisor re"}
+    result = runner.invoke(app, [], prog_name="dropout-advisor", env=env)
     assert result.exit_code == 0, result.stderr
-    assert "complete" in result.stdout and "_DROPOUT_ADVISOR_COMPLETE" in result.stdout
+    assert result.stdout.split() == ["recommend", "refs", "recipes"]
+    env.update(COMP_CWORD="2", COMP_WORDS="dropout-advisor recommend --ar")
+    result = runner.invoke(app, [], prog_name="dropout-advisor", env=env)
+    assert result.stdout.split() == ["--arch"]
+
+
+def test_root_help_offers_completion(runner):
+    result = runner.invoke(app, ["--help"])
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
 
 
 @pytest.mark.parametrize(
