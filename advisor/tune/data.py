@@ -219,7 +219,9 @@ def load_data(
         path = Path(file)
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".csv"):
-            raise UsageError(f"--data {path}: unknown file type '{suffix or '(none)'}'", hint="give a .npz or .csv file")
+            raise UsageError(
+                f"--data {path}: unknown file type '{suffix or '(none)'}'", hint="give a .npz or .csv file"
+            )
         raw = _read_bytes(path)
         image: tuple[int, int] | None = None
         if suffix == ".npz":
@@ -230,7 +232,8 @@ def load_data(
             x, y = _load_csv(path, raw, target)
         info = DatasetInfo(
             name=path.name,
-            title=f"{path.name}: {len(y)} examples, " + (f"{image[0]}x{image[1]} images" if image else f"{x.shape[1]} features"),
+            title=f"{path.name}: {len(y)} examples, "
+            + (f"{image[0]}x{image[1]} images" if image else f"{x.shape[1]} features"),
             modality="image" if image else "tabular",
             default_arch="cnn" if image else "mlp",
             loader="",
@@ -238,7 +241,11 @@ def load_data(
         )
         arch_ = check_arch(info, arch or info.default_arch)
         if arch_ == "cnn" and image is not None and min(image) < MIN_IMAGE_SIDE:
-            raise _bad(path, f"images are {image[0]}x{image[1]}", f"the CNN pools twice: images need {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} or more")
+            raise _bad(
+                path,
+                f"images are {image[0]}x{image[1]}",
+                f"the CNN pools twice: images need {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} or more",
+            )
         ref = DataRef(
             dataset=path.name,
             file=str(file),

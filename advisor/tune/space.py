@@ -45,14 +45,13 @@ from advisor.experiment.variants import (
     Blueprint,
     DropSite,
     PlanMappingError,
-    base_ops,
     hand_blueprint,
     plan_blueprint,
 )
 from advisor.plan import Op
 
 if TYPE_CHECKING:
-    from advisor.plan import Plan
+    from advisor.plan import Plan, PlanSite
 
 Arch = Literal["cnn", "mlp"]
 
@@ -92,6 +91,11 @@ class SpaceSite(_Frozen):
     before: str
     id: str | None = None  # the plan's site ID, for the advisor's placement
     recommendations: list[str] = Field(default_factory=list)
+
+    def p_of(self, plan_sites: Mapping[str, PlanSite]) -> float:
+        """This site's rate in the plan it came from."""
+        assert self.id is not None
+        return plan_sites[self.id].p
 
 
 class Placement(_Frozen):
@@ -246,7 +250,12 @@ def derive_space(plan: Plan, arch: Arch) -> SearchSpace:
     """The full space for ``arch`` around ``plan`` (the advisor's plan for the network tune trains)."""
     advisor_bp = plan_blueprint(plan)
     candidates = [
-        Placement(name=ADVISOR, source="the advisor's plan", ops=list(advisor_bp.ops), sites=_sites(advisor_bp.ops, advisor_bp.sites))
+        Placement(
+            name=ADVISOR,
+            source="the advisor's plan",
+            ops=list(advisor_bp.ops),
+            sites=_sites(advisor_bp.ops, advisor_bp.sites),
+        )
     ]
     for v in VARIANTS[arch].values():
         if v.place is None or v.batch_norm:
@@ -271,16 +280,24 @@ def derive_space(plan: Plan, arch: Arch) -> SearchSpace:
             continue
         mine = [s for s in candidates[0].sites if s.group == name]
         if mine:
-            cited = [plan_sites[s.id] for s in mine if s.id in plan_sites]
+            cited = {s.id: plan_sites[s.id] for s in mine if s.id is not None}.values()
             high = max(c.p_range[1] for c in cited)
             top = max(c.p for c in cited)
-            ratios = {s.block: (plan_sites[s.id].p / top if top > 0 else 1.0) for s in mine if s.block is not None}
+            ratios = {s.block: (s.p_of(plan_sites) / top if top > 0 else 1.0) for s in mine if s.block is not None}
             recs = sorted({r for c in cited for r in c.recommendations})
             ids = ", ".join(c.id for c in cited)
             low_cited = min(c.p_range[0] for c in cited)
             source = f"plan sites {ids} ({', '.join(recs)}): cited range {low_cited:g}–{high:g}"
             groups.append(
-                RateGroup(name=name, low=0.0, high=min(high, MAX_P), plan_p=top, ratios=ratios, source=source, recommendations=recs)
+                RateGroup(
+                    name=name,
+                    low=0.0,
+                    high=min(high, MAX_P),
+                    plan_p=top,
+                    ratios=ratios,
+                    source=source,
+                    recommendations=recs,
+                )
             )
         else:
             high, why = FALLBACK_HIGH[name]
@@ -326,7 +343,9 @@ def _space_error(path: Path, exc: ValidationError) -> UsageError:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), ["placements", "rates", "low", "high", "value", "step"], n=1)
+        close = difflib.get_close_matches(
+            str(err["loc"][-1]), ["placements", "rates", "low", "high", "value", "step"], n=1
+        )
         msg = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return UsageError(
@@ -389,7 +408,9 @@ def apply_space_file(space: SearchSpace, spec: SpaceFile, path: Path) -> SearchS
             high = g.high if rate.high is None else rate.high
         if low > high:
             raise UsageError(f"{path}: rates.{name}: low {low:g} is above high {high:g}", hint="swap them or fix one")
-        groups[name] = g.model_copy(update={"low": low, "high": high, "step": rate.step, "source": f"{g.source}; {path.name}: {low:g}–{high:g}"})
+        groups[name] = g.model_copy(
+            update={"low": low, "high": high, "step": rate.step, "source": f"{g.source}; {path.name}: {low:g}–{high:g}"}
+        )
 
     used = {n for p in placements for n in p.groups}
     advisor = next((p for p in placements if p.name == space.advisor), None)

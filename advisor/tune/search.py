@@ -1,0 +1,567 @@
+"""The search: Optuna's TPE sampler and median pruner around ``experiment``'s training loop.
+
+One trial picks a placement and a rate per site group (:mod:`.space`), trains ``experiment``'s network
+with ``experiment``'s loop under the study's training seed (every trial starts from the same weights and
+sees the same batches, so trials differ only by their dropout), reports the validation loss after every
+epoch to the pruner, and returns the last epoch's validation loss. Its curves, seed, timing and worker
+go into one trial attribute (``run``).
+
+Determinism: the sampler is seeded per trial from the study seed and the trial's number, so one worker
+gives the same trials every time, and parallel workers never draw the same random numbers.
+
+Counting: ``--trials`` is the number of finished (complete or pruned) trials the study should hold, shared
+by every worker on every machine. A worker starts a trial only while finished + running trials fall short
+of it; a trial that finds the target already met when it starts (two workers raced for the last one) is
+closed at once as failed with ``surplus`` set, before it samples or trains anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from advisor.errors import AdvisorError, Interrupted
+from advisor.tune.data import DataRef
+from advisor.tune.space import PLACEMENT_PARAM, SearchSpace
+from advisor.tune.storage import StorageRef, open_storage, open_study
+
+if TYPE_CHECKING:
+    import optuna
+
+    from advisor.experiment.datasets import Split
+    from advisor.experiment.results import EpochRecord, RunResult
+    from advisor.experiment.variants import Blueprint
+
+RUN_ATTR = "run"
+SURPLUS_ATTR = "surplus"
+INTERRUPTED_ATTR = "interrupted"
+DIVERGED_ATTR = "diverged"
+DUPLICATE_ATTR = "same_as"
+PRUNER_STARTUP_TRIALS = 5
+POOL_WORTH_S = 30.0  # below this much training, re-runs stay in this process (a worker takes seconds to start)
+OBJECTIVE = "validation loss (cross-entropy) at the last epoch"
+
+Progress = Callable[[int, int], None]  # (finished trials, target)
+
+
+class Surplus(Exception):
+    """The target was met while this trial was being created."""
+
+
+class Diverged(Exception):
+    """The validation loss is not finite."""
+
+
+class TuneInterrupted(Interrupted):
+    """Ctrl-C during the search; the study keeps every finished trial."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a trial needs besides its parameters; identical in every worker of a study."""
+
+    data: DataRef
+    arch: str
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    seed: int
+
+    def key(self, space: SearchSpace) -> dict[str, Any]:
+        """The study's key: everything that makes two trials comparable (JSON-shaped, as stored)."""
+        import json
+
+        key = {
+            "tool": "dropout-advisor tune",
+            "objective": OBJECTIVE,
+            "data": self.data.model_dump(mode="json"),
+            "arch": self.arch,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "space": space.model_dump(mode="json"),
+        }
+        loaded: dict[str, Any] = json.loads(json.dumps(key))
+        return loaded
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one worker process needs to join the study (pickled for ``spawn``)."""
+
+    settings: Settings
+    space: SearchSpace
+    storage_url: str
+    storage_kind: str
+    storage_display: str
+    study: str
+    target: int
+    heartbeat_s: int
+    threads: int
+    data_file: str | None = None
+    target_column: str | None = None
+    enqueue: dict[str, Any] | None = field(default=None)
+
+    @property
+    def storage(self) -> StorageRef:
+        return StorageRef(url=self.storage_url, kind=self.storage_kind, display=self.storage_display)  # type: ignore[arg-type]
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial ``number`` of a study seeded with ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """TPE (Optuna's default sampler), re-seeded for every trial from ``seed`` and the trial number."""
+    import optuna
+
+    class TrialSeededTPE(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self._by_trial: dict[int, optuna.samplers.TPESampler] = {}
+
+        def _tpe(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+            tpe = self._by_trial.get(trial.number)
+            if tpe is None:
+                tpe = self._by_trial[trial.number] = optuna.samplers.TPESampler(seed=trial_seed(seed, trial.number))
+            return tpe
+
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            self._tpe(trial).before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+            return self._tpe(trial).infer_relative_search_space(study, trial)
+
+        def sample_relative(
+            self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]
+        ) -> dict[str, Any]:
+            return self._tpe(trial).sample_relative(study, trial, search_space)
+
+        def sample_independent(
+            self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any
+        ) -> Any:
+            return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(
+            self,
+            study: optuna.Study,
+            trial: optuna.trial.FrozenTrial,
+            state: optuna.trial.TrialState,
+            values: Sequence[float] | None,
+        ) -> None:
+            tpe = self._by_trial.pop(trial.number, None)
+            if tpe is not None:
+                tpe.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:  # every trial is seeded from its number; nothing to reseed
+            pass
+
+    return TrialSeededTPE()
+
+
+def warmup_epochs(epochs: int) -> int:
+    return max(1, epochs // 3)
+
+
+def make_pruner(epochs: int) -> optuna.pruners.BasePruner:
+    """Median pruning on the per-epoch validation loss, after 5 finished trials and a third of the epochs."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup_epochs(epochs), interval_steps=1
+    )
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial on stderr; tune reports through its own progress bar and report."""
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+
+
+# ---- one trial ----
+
+
+def _finished_states() -> tuple[Any, ...]:
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def counts(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running) trials of the study."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    return len(trials) - running, running
+
+
+def _is_surplus(trial: optuna.Trial, target: int, count_running: bool) -> bool:
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED) + ((TrialState.RUNNING,) if count_running else ())
+    ahead = sum(1 for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number)
+    return ahead >= target
+
+
+@dataclass
+class Trainer:
+    """The data as tensors, built once per process, and the objective over it."""
+
+    settings: Settings
+    space: SearchSpace
+    split: Split
+    tensors: Any
+    target: int
+    count_running: bool = True
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    train_seconds: float = 0.0  # training time of this process's trials (for the benchmark)
+
+    @property
+    def warmup(self) -> int:
+        return warmup_epochs(self.settings.epochs)
+
+    def run(
+        self, name: str, bp: Blueprint, seed: int, on_record: Callable[[EpochRecord], None] | None = None
+    ) -> RunResult:
+        """Train ``bp`` under ``seed`` with experiment's loop and this study's settings."""
+        from advisor.experiment.runner import train_run
+
+        s = self.settings
+        return train_run(
+            name,
+            bp,
+            self.split,
+            self.tensors,
+            seed=seed,
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            device=s.device,
+            on_record=on_record,
+        )
+
+    def _twin(self, study: optuna.Study, bp: Blueprint) -> optuna.trial.FrozenTrial | None:
+        """A complete trial that trained exactly this network, if any."""
+        from optuna.trial import TrialState
+
+        mine = signature(bp)
+        names = {p.name for p in self.space.placements}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.params.get(PLACEMENT_PARAM) in names and signature(self.space.blueprint(t.params)) == mine:
+                return t
+        return None
+
+    def objective(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        if _is_surplus(trial, self.target, self.count_running):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise Surplus
+        name = trial.suggest_categorical(PLACEMENT_PARAM, [p.name for p in self.space.placements])
+        for g in self.space.placement(str(name)).groups:
+            group = self.space.group(g)
+            trial.suggest_float(group.param, group.low, group.high, step=group.step)
+        params = dict(trial.params)
+        bp = self.space.blueprint(params)
+        twin = self._twin(trial.study, bp)
+        if twin is not None:  # training is deterministic: the same network under the same seed, same result
+            trial.set_user_attr(RUN_ATTR, {**twin.user_attrs.get(RUN_ATTR, {}), "seconds": 0.0, "worker": self.worker})
+            trial.set_user_attr(DUPLICATE_ATTR, twin.number)
+            return float(twin.value)  # type: ignore[arg-type]
+        records: list[EpochRecord] = []
+        started = time.perf_counter()
+
+        def save(state: str) -> None:
+            trial.set_user_attr(
+                RUN_ATTR, run_attr(records, self.settings.seed, time.perf_counter() - started, self.worker, state)
+            )
+
+        def on_record(rec: EpochRecord) -> None:
+            records.append(rec)
+            if not math.isfinite(rec.val_loss):
+                trial.set_user_attr(DIVERGED_ATTR, rec.epoch)
+                raise Diverged
+            trial.report(rec.val_loss, rec.epoch)
+            # Ask the pruner only where it may act: each call reads the study's trials from the storage.
+            if rec.epoch >= self.warmup and trial.should_prune():
+                raise optuna.TrialPruned(f"validation loss {rec.val_loss:.4g} at epoch {rec.epoch}")
+
+        try:
+            result = self.run(self.space.describe(params), bp, self.settings.seed, on_record)
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            raise
+        except optuna.TrialPruned:
+            save("pruned")
+            raise
+        finally:
+            self.train_seconds += time.perf_counter() - started
+        save("complete")
+        return float(result.final.val_loss)
+
+
+def signature(bp: Blueprint) -> str:
+    """Two blueprints with the same signature build the same network with the same dropout."""
+    import json
+
+    return json.dumps([[o.kind for o in bp.ops], [(s.position, s.kind, s.p) for s in bp.sites]])
+
+
+def run_attr(records: Sequence[EpochRecord], seed: int, seconds: float, worker: str, state: str) -> dict[str, Any]:
+    """One trial's curves, seed, time and worker, as the JSON stored in its ``run`` attribute."""
+    return {
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "worker": worker,
+        "state": state,
+        "epochs": len(records),
+        "val_loss": [round(r.val_loss, 6) for r in records],
+        "val_acc": [round(r.val_acc, 6) for r in records],
+        "train_loss": [round(r.train_loss, 6) for r in records],
+        "test_acc": [round(r.test_acc, 6) for r in records],
+    }
+
+
+def load_split(job: Job) -> Split:
+    """The job's data, checked against the study's checksum."""
+    from advisor.errors import UsageError
+    from advisor.tune.data import load_data
+
+    ref = job.settings.data
+    split, loaded = load_data(
+        dataset=None if job.data_file else ref.dataset,
+        file=None if job.data_file is None else Path(job.data_file),
+        target=job.target_column,
+        arch=job.settings.arch,
+        train_fraction=ref.train_fraction,
+        seed=ref.split_seed,
+    )
+    if loaded.sha256 != ref.sha256:
+        raise UsageError(
+            f"{job.data_file} changed since the study started", hint="tune the study on the data it began with"
+        )
+    return split
+
+
+def setup_process(threads: int, device: str) -> None:
+    """Torch threads and deterministic kernels for this process; Optuna quiet."""
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    quiet_optuna()
+
+
+def make_trainer(job: Job, split: Split | None = None) -> Trainer:
+    from advisor.experiment.runner import _tensors
+
+    split = split or load_split(job)
+    return Trainer(
+        settings=job.settings,
+        space=job.space,
+        split=split,
+        tensors=_tensors(split, job.settings.device),
+        target=job.target,
+        count_running=job.storage.heartbeat,
+    )
+
+
+def join_study(job: Job) -> tuple[optuna.Study, bool]:
+    """Open the storage and create or join the job's study (see :func:`advisor.tune.storage.open_study`)."""
+    storage = open_storage(job.storage, heartbeat_s=job.heartbeat_s)
+    return open_study(
+        storage,
+        job.storage,
+        job.study,
+        job.settings.key(job.space),
+        sampler=make_sampler(job.settings.seed),
+        pruner=make_pruner(job.settings.epochs),
+        enqueue=job.enqueue,
+    )
+
+
+def run_trials(
+    study: optuna.Study,
+    trainer: Trainer,
+    target: int,
+    *,
+    progress: Progress | None = None,
+    poll_s: float = 1.0,
+) -> None:
+    """Run trials in this process until the study holds ``target`` finished trials.
+
+    While the remaining trials are all running elsewhere, wait for them (a stale one, whose worker died, is
+    marked failed after the heartbeat's grace period, and then this worker runs its replacement).
+    """
+    import optuna
+
+    def tick(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        if progress is not None:
+            progress(counts(study)[0], target)
+
+    while True:
+        finished, running = counts(study)
+        if progress is not None:
+            progress(finished, target)
+        if finished >= target:
+            return
+        if trainer.count_running and finished + running >= target:
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(poll_s)
+            continue
+        study.optimize(trainer.objective, n_trials=1, catch=(Surplus, Diverged), callbacks=[tick])
+
+
+# ---- worker processes ----
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the trial's bookkeeping
+    raise KeyboardInterrupt
+
+
+def worker_main(job: Job, index: int) -> None:
+    """Entry point of one local worker process (``--workers N``): join the study, run trials, exit.
+
+    Exit status: 0 done, 130 interrupted, 2 a usage or storage error (printed as ``error:``), 1 anything else.
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
+    code = 0
+    try:
+        setup_process(job.threads, job.settings.device)
+        trainer = make_trainer(job)
+        study, _ = join_study(job)
+        run_trials(study, trainer, job.target)
+    except KeyboardInterrupt:
+        code = 130
+    except AdvisorError as exc:
+        sys.stderr.write(f"error: worker {index + 1}: {exc.message}\n")
+        code = exc.exit_code
+    except Exception as exc:  # reported by the parent as a failed worker; the study stays usable
+        from advisor.tune.storage import redact
+
+        sys.stderr.write(f"error: worker {index + 1}: {type(exc).__name__}: {redact(str(exc), job.storage)}\n")
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: torch's thread pools can stall a spawned child's exit
+
+
+@dataclass
+class WorkerExit:
+    index: int
+    code: int | None  # None: still running when abandoned
+
+
+def run_local_workers(job: Job, n: int, *, progress: Progress | None = None, poll_s: float = 0.5) -> list[WorkerExit]:
+    """Start ``n`` worker processes on this machine, wait for them, and return how each ended.
+
+    The parent creates the study first (so only one process creates it and enqueues the plan), then
+    polls the storage for the progress bar. Ctrl-C reaches the workers (their trials are marked failed
+    and interrupted) and raises :class:`KeyboardInterrupt` here once they have stopped.
+    """
+    import multiprocessing
+
+    study, _ = join_study(job)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, args=(job, i), name=f"tune-worker-{i + 1}") for i in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if progress is not None:
+                progress(counts(study)[0], job.target)
+            time.sleep(poll_s)
+        if progress is not None:
+            progress(counts(study)[0], job.target)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+        raise
+    return [WorkerExit(i, p.exitcode) for i, p in enumerate(procs)]
+
+
+# ---- re-runs of chosen configurations ----
+
+_RERUN_TRAINER: Trainer | None = None
+
+
+def _rerun_init(job: Job, threads: int) -> None:
+    global _RERUN_TRAINER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
+    setup_process(threads, job.settings.device)
+    _RERUN_TRAINER = make_trainer(job)
+
+
+def _rerun_one(name: str, bp: Blueprint, seed: int) -> RunResult:
+    assert _RERUN_TRAINER is not None
+    return _RERUN_TRAINER.run(name, bp, seed)
+
+
+def rerun(
+    job: Job,
+    trainer: Trainer,
+    tasks: Sequence[tuple[str, Blueprint, int]],
+    *,
+    workers: int,
+    expected_s: float = float("inf"),
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Train each ``(name, blueprint, seed)`` task; in ``workers`` processes when more than one and the
+    work (``expected_s`` per task) outweighs starting them.
+
+    Results come back in the order of ``tasks``; runs are deterministic, so the order of execution does
+    not change them.
+    """
+    results: list[RunResult | None] = [None] * len(tasks)
+    if progress is not None:
+        progress(0, len(tasks))
+    if workers <= 1 or len(tasks) * expected_s < POOL_WORTH_S:
+        for i, (name, bp, seed) in enumerate(tasks):
+            results[i] = trainer.run(name, bp, seed)
+            if progress is not None:
+                progress(i + 1, len(tasks))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_rerun_init, initargs=(job, job.threads)
+        ) as pool:
+            futures = {pool.submit(_rerun_one, name, bp, seed): i for i, (name, bp, seed) in enumerate(tasks)}
+            try:
+                for done, fut in enumerate(as_completed(futures), start=1):
+                    results[futures[fut]] = fut.result()
+                    if progress is not None:
+                        progress(done, len(tasks))
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    return [r for r in results if r is not None]
