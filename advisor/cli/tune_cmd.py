@@ -226,6 +226,8 @@ def tune_cmd(
         report, files = setup.execute(
             config, ref, out_dir, split=split, search_progress=search_bar, rerun_progress=rerun_bar, notes=notes
         )
+    for warning in report.warnings[len(notes) :]:  # what happened during the run (the notes came first)
+        sys.stderr.write(f"warning: {warning}\n")
     if fmt is Format.json:
         from advisor.tune.report import summary_payload
 

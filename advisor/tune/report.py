@@ -13,6 +13,7 @@ import json
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -160,14 +161,17 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 4:
         return None, f"{len(complete)} complete trial(s): too few to estimate importances (4 or more needed)"
-    try:
-        imp = optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-        return None, f"Optuna could not estimate importances: {exc}"
+    with warnings.catch_warnings(record=True) as caught:  # Optuna warns about thin data; keep it as a note
+        warnings.simplefilter("always")
+        try:
+            imp = optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            return None, f"Optuna could not estimate importances: {exc}"
     values = {k: float(v) for k, v in imp.items()}
     if not values or not all(math.isfinite(v) for v in values.values()):
         return None, "Optuna's importances are undefined for these trials (every value the same?)"
-    return values, None
+    notes = sorted({str(w.message).split(". ")[0] for w in caught if "importance" in str(w.message).lower()})
+    return values, ("Optuna: " + "; ".join(notes)) if notes else None
 
 
 # ---- re-runs and comparisons ----
@@ -467,7 +471,7 @@ def footnotes(report: TuneReport) -> list[str]:
             "parameter importance (Optuna, PED-ANOVA): "
             + ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items())
         )
-    elif report.importance_note:
+    if report.importance_note:
         notes.append(f"parameter importance: {report.importance_note}")
     extra = []
     if s.surplus:
@@ -486,7 +490,6 @@ def footnotes(report: TuneReport) -> list[str]:
         f"re-runs: seeds {', '.join(map(str, c.rerun_seeds))}, paired; best = the lowest mean re-run validation "
         "loss among the top configurations; ≈ (noise): experiment's within-noise rule"
     )
-    notes += [f"warning: {w}" for w in report.warnings]
     return notes
 
 

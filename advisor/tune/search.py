@@ -22,9 +22,11 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ INTERRUPTED_ATTR = "interrupted"
 DIVERGED_ATTR = "diverged"
 DUPLICATE_ATTR = "same_as"
 PRUNER_STARTUP_TRIALS = 5
+ORPHAN_MARGIN_S = 5.0
 POOL_WORTH_S = 30.0  # below this much training, re-runs stay in this process (a worker takes seconds to start)
 OBJECTIVE = "validation loss (cross-entropy) at the last epoch"
 
@@ -231,7 +234,9 @@ class Trainer:
     target: int
     count_running: bool = True
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    heartbeat_s: int = 10
     train_seconds: float = 0.0  # training time of this process's trials (for the benchmark)
+    stop: Stop = field(default_factory=lambda: Stop())
 
     @property
     def warmup(self) -> int:
@@ -242,6 +247,11 @@ class Trainer:
     ) -> RunResult:
         """Train ``bp`` under ``seed`` with experiment's loop and this study's settings."""
         from advisor.experiment.runner import train_run
+
+        def record(rec: EpochRecord) -> None:
+            self.stop.check()
+            if on_record is not None:
+                on_record(rec)
 
         s = self.settings
         return train_run(
@@ -254,7 +264,7 @@ class Trainer:
             batch_size=s.batch_size,
             lr=s.lr,
             device=s.device,
-            on_record=on_record,
+            on_record=record,
         )
 
     def _twin(self, study: optuna.Study, bp: Blueprint) -> optuna.trial.FrozenTrial | None:
@@ -370,7 +380,7 @@ def setup_process(threads: int, device: str) -> None:
     quiet_optuna()
 
 
-def make_trainer(job: Job, split: Split | None = None) -> Trainer:
+def make_trainer(job: Job, split: Split | None = None, stop: Stop | None = None) -> Trainer:
     from advisor.experiment.runner import _tensors
 
     split = split or load_split(job)
@@ -381,6 +391,8 @@ def make_trainer(job: Job, split: Split | None = None) -> Trainer:
         tensors=_tensors(split, job.settings.device),
         target=job.target,
         count_running=job.storage.heartbeat,
+        heartbeat_s=job.heartbeat_s,
+        stop=stop or Stop(),
     )
 
 
@@ -418,6 +430,7 @@ def run_trials(
             progress(counts(study)[0], target)
 
     while True:
+        trainer.stop.check()
         finished, running = counts(study)
         if progress is not None:
             progress(finished, target)
@@ -425,31 +438,110 @@ def run_trials(
             return
         if trainer.count_running and finished + running >= target:
             optuna.storages.fail_stale_trials(study)
+            fail_orphans(study, older_than_s=2 * trainer.heartbeat_s + ORPHAN_MARGIN_S)
             time.sleep(poll_s)
             continue
         study.optimize(trainer.objective, n_trials=1, catch=(Surplus, Diverged), callbacks=[tick])
 
 
+def fail_orphans(study: optuna.Study, *, older_than_s: float) -> list[int]:
+    """Mark failed the running trials that never started training: no parameters for ``older_than_s``.
+
+    Optuna's heartbeat check skips a trial that has no heartbeat yet, so a worker killed between creating a
+    trial and its first heartbeat (a few milliseconds) would leave it running forever. A live trial has its
+    parameters within milliseconds of starting. Returns the numbers of the trials failed.
+    """
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    now = datetime.datetime.now()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.params or t.datetime_start is None or (now - t.datetime_start).total_seconds() < older_than_s:
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker got there first
+        failed.append(t.number)
+    return failed
+
+
+# ---- stopping cleanly ----
+
+
+class Stop:
+    """A request to stop: Ctrl-C (SIGINT), or SIGTERM from a local worker's parent.
+
+    The first signal only sets a flag, which training checks after every epoch and the worker loop between
+    trials, raising :class:`KeyboardInterrupt` there (Optuna then marks the trial failed and tune marks it
+    interrupted). Raising straight from the signal handler is not safe: the exception can land inside a
+    finaliser, where Python prints and ignores it, and the run goes on. A second Ctrl-C stops at once.
+    A worker also stops when its parent has died.
+    """
+
+    def __init__(self, parent_pid: int | None = None) -> None:
+        self.requested = False
+        self.parent_pid = parent_pid
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested or (self.parent_pid is not None and os.getppid() != self.parent_pid):
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self, *signums: int) -> Iterator[Stop]:
+        """Handle ``signums`` with this flag while inside (only the main thread may handle signals)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {n: signal.getsignal(n) for n in signums}
+        for n in signums:
+            signal.signal(n, self._handle)
+        try:
+            yield self
+        finally:
+            for n, handler in previous.items():
+                signal.signal(n, handler)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Start child processes with Ctrl-C ignored (an ignored signal stays ignored across exec), so that the
+    terminal's Ctrl-C reaches only the parent, which stops them in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ---- worker processes ----
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the trial's bookkeeping
-    raise KeyboardInterrupt
-
-
-def worker_main(job: Job, index: int) -> None:
+def worker_main(job: Job, index: int, parent_pid: int) -> None:
     """Entry point of one local worker process (``--workers N``): join the study, run trials, exit.
 
-    Exit status: 0 done, 130 interrupted, 2 a usage or storage error (printed as ``error:``), 1 anything else.
+    SIGTERM (sent by the parent on Ctrl-C) stops it after the current epoch. Exit status: 0 done,
+    130 stopped, 2 a usage or storage error (printed as ``error:``), 1 anything else.
     """
-    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 0
     try:
-        setup_process(job.threads, job.settings.device)
-        trainer = make_trainer(job)
-        study, _ = join_study(job)
-        run_trials(study, trainer, job.target)
+        with Stop(parent_pid).installed(signal.SIGTERM) as stop:
+            setup_process(job.threads, job.settings.device)
+            trainer = make_trainer(job, stop=stop)
+            study, _ = join_study(job)
+            run_trials(study, trainer, job.target)
     except KeyboardInterrupt:
         code = 130
     except AdvisorError as exc:
@@ -470,40 +562,44 @@ class WorkerExit:
     code: int | None  # None: still running when abandoned
 
 
-def run_local_workers(job: Job, n: int, *, progress: Progress | None = None, poll_s: float = 0.5) -> list[WorkerExit]:
+def run_local_workers(
+    job: Job, n: int, stop: Stop, *, progress: Progress | None = None, poll_s: float = 0.5, grace_s: float = 120.0
+) -> list[WorkerExit]:
     """Start ``n`` worker processes on this machine, wait for them, and return how each ended.
 
     The parent creates the study first (so only one process creates it and enqueues the plan), then
-    polls the storage for the progress bar. Ctrl-C reaches the workers (their trials are marked failed
-    and interrupted) and raises :class:`KeyboardInterrupt` here once they have stopped.
+    polls the storage for the progress bar. On ``stop`` (Ctrl-C) it sends the workers SIGTERM, waits for
+    them to mark their trials interrupted, and raises :class:`KeyboardInterrupt`; a second Ctrl-C kills them.
     """
     import multiprocessing
 
     study, _ = join_study(job)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, args=(job, i), name=f"tune-worker-{i + 1}") for i in range(n)]
-    for p in procs:
-        p.start()
+    procs = [ctx.Process(target=worker_main, args=(job, i, os.getpid()), name=f"tune-worker-{i + 1}") for i in range(n)]
+    with sigint_ignored():
+        for p in procs:
+            p.start()
     try:
-        while any(p.is_alive() for p in procs):
+        while any(p.is_alive() for p in procs) and not stop.requested:
             if progress is not None:
                 progress(counts(study)[0], job.target)
             time.sleep(poll_s)
-        if progress is not None:
-            progress(counts(study)[0], job.target)
+        if stop.requested:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()  # SIGTERM: the worker's Stop flag
+            deadline = time.monotonic() + grace_s
+            while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         for p in procs:
-            if p.is_alive() and p.pid is not None:
-                try:
-                    os.kill(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        for p in procs:
-            p.join(timeout=60)
             if p.is_alive():
-                p.terminate()
-                p.join(timeout=10)
+                p.kill()
+            p.join(timeout=10)
         raise
+    if progress is not None:
+        progress(counts(study)[0], job.target)
     return [WorkerExit(i, p.exitcode) for i, p in enumerate(procs)]
 
 
@@ -514,7 +610,6 @@ _RERUN_TRAINER: Trainer | None = None
 
 def _rerun_init(job: Job, threads: int) -> None:
     global _RERUN_TRAINER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
     setup_process(threads, job.settings.device)
     _RERUN_TRAINER = make_trainer(job)
 
@@ -549,19 +644,27 @@ def rerun(
                 progress(i + 1, len(tasks))
     else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_rerun_init, initargs=(job, job.threads)
-        ) as pool:
-            futures = {pool.submit(_rerun_one, name, bp, seed): i for i, (name, bp, seed) in enumerate(tasks)}
-            try:
-                for done, fut in enumerate(as_completed(futures), start=1):
+        )
+        try:
+            with sigint_ignored():  # the pool starts its processes as tasks arrive
+                futures = {pool.submit(_rerun_one, name, bp, seed): i for i, (name, bp, seed) in enumerate(tasks)}
+            pending = set(futures)
+            while pending:
+                trainer.stop.check()
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
                     results[futures[fut]] = fut.result()
-                    if progress is not None:
-                        progress(done, len(tasks))
-            except KeyboardInterrupt:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+                if progress is not None:
+                    progress(len(tasks) - len(pending), len(tasks))
+        except BaseException:
+            for proc in list(getattr(pool, "_processes", {}).values()):  # re-runs keep nothing: stop them now
+                proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     return [r for r in results if r is not None]

@@ -6,6 +6,7 @@ search in one or several processes, the report and its files. The CLI calls :fun
 from __future__ import annotations
 
 import os
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -384,21 +385,29 @@ def execute(
     finished trial and marks the interrupted ones failed.
     """
     from advisor.tune.report import build_report, save, write_config
-    from advisor.tune.search import counts, join_study, make_trainer, run_local_workers, run_trials, setup_process
+    from advisor.tune.search import (
+        Stop,
+        counts,
+        join_study,
+        make_trainer,
+        run_local_workers,
+        run_trials,
+        setup_process,
+    )
 
     warnings_out = list(notes or [])
     job = make_job(config, storage)
     write_config(config, out)
-    with _process_state():
+    with _process_state(), Stop().installed(signal.SIGINT) as stop:
         setup_process(job.threads, config.device)
-        trainer = make_trainer(job, split)
+        trainer = make_trainer(job, split, stop)
         study, _ = join_study(job)
         started = time.perf_counter()
         try:
             if config.workers == 1:
                 run_trials(study, trainer, config.trials, progress=search_progress)
             else:
-                exits = run_local_workers(job, config.workers, progress=search_progress)
+                exits = run_local_workers(job, config.workers, stop, progress=search_progress)
                 failed = [e for e in exits if e.code not in (0, None)]
                 for e in failed:
                     what = (

@@ -36,6 +36,8 @@ CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers take turns writing one SQLite file
 META_KEY = "dropout_advisor"
 META_WAIT_S = 15.0  # how long a joining worker waits for the creator to write the study's key
+CREATE_ATTEMPTS = 5
+_CREATE_RACE = re.compile(r"already exists|duplicate key|UNIQUE constraint failed|database is locked", re.IGNORECASE)
 
 _FORMS = "sqlite:///path.db, postgresql://user@host/db, mysql+pymysql://user@host/db, journal:PATH, grpc://host:port"
 
@@ -207,9 +209,24 @@ def open_storage(ref: StorageRef, *, heartbeat_s: int) -> optuna.storages.BaseSt
     elif scheme.startswith("postgresql") or scheme.startswith(("mysql", "mariadb")):
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(ref.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        ref.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s
+                    )
+                break
+            except (
+                sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.IntegrityError,
+            ) as exc:
+                # Workers starting together on an empty database race to create Optuna's tables; the loser
+                # finds them made and tries again.
+                if attempt + 1 == CREATE_ATTEMPTS or not _CREATE_RACE.search(str(exc)):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         if ref.kind == "sqlite":
             _sqlite_wal(storage)
         return storage
