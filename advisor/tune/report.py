@@ -35,10 +35,10 @@ from advisor.tune.results import (
 )
 from advisor.tune.search import (
     DIVERGED_ATTR,
-    DUPLICATE_ATTR,
     INTERRUPTED_ATTR,
     OBJECTIVE,
     RUN_ATTR,
+    SAME_AS,
     SURPLUS_ATTR,
     Job,
     Progress,
@@ -90,8 +90,8 @@ def trial_records(study: optuna.Study, space: SearchSpace) -> list[TrialRecord]:
             note = f"diverged (validation loss not finite at epoch {t.user_attrs[DIVERGED_ATTR]})"
         elif t.state == TrialState.FAIL:
             note = "lost: its worker stopped or the trial raised an error"
-        elif DUPLICATE_ATTR in t.user_attrs:
-            note = f"same network as trial {t.user_attrs[DUPLICATE_ATTR]}: its result, not retrained"
+        elif SAME_AS in run:
+            note = f"same network as trial {run[SAME_AS]}: its result, not retrained"
         params = dict(t.params)
         label = space.describe(params) if PLACEMENT_PARAM in params and _known(space, params) else None
         out.append(

@@ -47,9 +47,10 @@ RUN_ATTR = "run"
 SURPLUS_ATTR = "surplus"
 INTERRUPTED_ATTR = "interrupted"
 DIVERGED_ATTR = "diverged"
-DUPLICATE_ATTR = "same_as"
+SAME_AS = "same_as"  # in the run attribute: the trial whose result this one reuses
 PRUNER_STARTUP_TRIALS = 5
 ORPHAN_MARGIN_S = 5.0
+NEAR_TARGET = 2  # within this many trials of the target, count the study's trials before each new one
 POOL_WORTH_S = 30.0  # below this much training, re-runs stay in this process (a worker takes seconds to start)
 OBJECTIVE = "validation loss (cross-entropy) at the last epoch"
 
@@ -115,6 +116,8 @@ class Job:
     data_file: str | None = None
     target_column: str | None = None
     enqueue: dict[str, Any] | None = field(default=None)
+    split: Split | None = None  # the data, already split: local workers skip loading it (and scikit-learn)
+    pruner_startup: int = PRUNER_STARTUP_TRIALS  # finished trials before pruning starts (the benchmark: never)
 
     @property
     def storage(self) -> StorageRef:
@@ -179,13 +182,21 @@ def warmup_epochs(epochs: int) -> int:
     return max(1, epochs // 3)
 
 
-def make_pruner(epochs: int) -> optuna.pruners.BasePruner:
-    """Median pruning on the per-epoch validation loss, after 5 finished trials and a third of the epochs."""
+def pruning_epochs(epochs: int) -> set[int]:
+    """The three epochs whose validation loss goes to the pruner: a third of the run, then evenly before its
+    end (15 epochs: 5, 8, 11; 60 epochs: 20, 33, 46). Each report and each pruner check is a round trip to
+    the storage: reporting every epoch of experiment's small networks cost several times the 2 % storage
+    budget (bench/bench_tune.py). The whole per-epoch curve is kept in the trial's ``run`` attribute."""
+    warmup = warmup_epochs(epochs)
+    step = max(1, (epochs - warmup) // 3)
+    return {e for e in (warmup, warmup + step, warmup + 2 * step) if e < epochs} or {warmup}
+
+
+def make_pruner(epochs: int, startup: int = PRUNER_STARTUP_TRIALS) -> optuna.pruners.BasePruner:
+    """Median pruning on the validation loss at :func:`pruning_epochs`, after ``startup`` finished trials."""
     import optuna
 
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup_epochs(epochs), interval_steps=1
-    )
+    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup_epochs(epochs), interval_steps=1)
 
 
 def quiet_optuna() -> None:
@@ -215,12 +226,11 @@ def counts(study: optuna.Study) -> tuple[int, int]:
     return len(trials) - running, running
 
 
-def _is_surplus(trial: optuna.Trial, target: int, count_running: bool) -> bool:
+def _is_surplus(others: Sequence[optuna.trial.FrozenTrial], number: int, target: int, count_running: bool) -> bool:
     from optuna.trial import TrialState
 
     states = (TrialState.COMPLETE, TrialState.PRUNED) + ((TrialState.RUNNING,) if count_running else ())
-    ahead = sum(1 for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number)
-    return ahead >= target
+    return sum(1 for t in others if t.number < number and t.state in states) >= target
 
 
 @dataclass
@@ -235,12 +245,9 @@ class Trainer:
     count_running: bool = True
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     heartbeat_s: int = 10
+    last_seen: tuple[int, int] | None = None  # (finished, running elsewhere) when the last trial started
     train_seconds: float = 0.0  # training time of this process's trials (for the benchmark)
     stop: Stop = field(default_factory=lambda: Stop())
-
-    @property
-    def warmup(self) -> int:
-        return warmup_epochs(self.settings.epochs)
 
     def run(
         self, name: str, bp: Blueprint, seed: int, on_record: Callable[[EpochRecord], None] | None = None
@@ -267,21 +274,32 @@ class Trainer:
             on_record=record,
         )
 
-    def _twin(self, study: optuna.Study, bp: Blueprint) -> optuna.trial.FrozenTrial | None:
+    def _twin(self, trials: Sequence[optuna.trial.FrozenTrial], bp: Blueprint) -> optuna.trial.FrozenTrial | None:
         """A complete trial that trained exactly this network, if any."""
         from optuna.trial import TrialState
 
         mine = signature(bp)
         names = {p.name for p in self.space.placements}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.params.get(PLACEMENT_PARAM) in names and signature(self.space.blueprint(t.params)) == mine:
+        for t in trials:
+            if (
+                t.state == TrialState.COMPLETE
+                and t.params.get(PLACEMENT_PARAM) in names
+                and signature(self.space.blueprint(t.params)) == mine
+            ):
                 return t
         return None
 
     def objective(self, trial: optuna.Trial) -> float:
         import optuna
+        from optuna.trial import TrialState
 
-        if _is_surplus(trial, self.target, self.count_running):
+        # One read of the study serves the target check and the twin check (each read costs a query).
+        others = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+        finished = sum(1 for t in others if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        self.last_seen = (finished, len(others) - finished - 1)  # the running ones, less this trial
+        if _is_surplus(others, trial.number, self.target, self.count_running):
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise Surplus
         name = trial.suggest_categorical(PLACEMENT_PARAM, [p.name for p in self.space.placements])
@@ -290,13 +308,14 @@ class Trainer:
             trial.suggest_float(group.param, group.low, group.high, step=group.step)
         params = dict(trial.params)
         bp = self.space.blueprint(params)
-        twin = self._twin(trial.study, bp)
+        twin = self._twin(others, bp)
         if twin is not None:  # training is deterministic: the same network under the same seed, same result
-            trial.set_user_attr(RUN_ATTR, {**twin.user_attrs.get(RUN_ATTR, {}), "seconds": 0.0, "worker": self.worker})
-            trial.set_user_attr(DUPLICATE_ATTR, twin.number)
+            run = {**twin.user_attrs.get(RUN_ATTR, {}), "seconds": 0.0, "worker": self.worker, SAME_AS: twin.number}
+            trial.set_user_attr(RUN_ATTR, run)
             return float(twin.value)  # type: ignore[arg-type]
         records: list[EpochRecord] = []
         started = time.perf_counter()
+        checkpoints = pruning_epochs(self.settings.epochs)
 
         def save(state: str) -> None:
             trial.set_user_attr(
@@ -308,10 +327,10 @@ class Trainer:
             if not math.isfinite(rec.val_loss):
                 trial.set_user_attr(DIVERGED_ATTR, rec.epoch)
                 raise Diverged
-            trial.report(rec.val_loss, rec.epoch)
-            # Ask the pruner only where it may act: each call reads the study's trials from the storage.
-            if rec.epoch >= self.warmup and trial.should_prune():
-                raise optuna.TrialPruned(f"validation loss {rec.val_loss:.4g} at epoch {rec.epoch}")
+            if rec.epoch in checkpoints:  # each report and each pruner check is a round trip to the storage
+                trial.report(rec.val_loss, rec.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"validation loss {rec.val_loss:.4g} at epoch {rec.epoch}")
 
         try:
             result = self.run(self.space.describe(params), bp, self.settings.seed, on_record)
@@ -380,10 +399,10 @@ def setup_process(threads: int, device: str) -> None:
     quiet_optuna()
 
 
-def make_trainer(job: Job, split: Split | None = None, stop: Stop | None = None) -> Trainer:
+def make_trainer(job: Job, stop: Stop | None = None) -> Trainer:
     from advisor.experiment.runner import _tensors
 
-    split = split or load_split(job)
+    split = job.split or load_split(job)
     return Trainer(
         settings=job.settings,
         space=job.space,
@@ -396,16 +415,17 @@ def make_trainer(job: Job, split: Split | None = None, stop: Stop | None = None)
     )
 
 
-def join_study(job: Job) -> tuple[optuna.Study, bool]:
-    """Open the storage and create or join the job's study (see :func:`advisor.tune.storage.open_study`)."""
-    storage = open_storage(job.storage, heartbeat_s=job.heartbeat_s)
+def join_study(job: Job, storage: optuna.storages.BaseStorage | None = None) -> tuple[optuna.Study, bool]:
+    """Open the storage (unless given) and create or join the job's study (see
+    :func:`advisor.tune.storage.open_study`)."""
+
     return open_study(
-        storage,
+        storage or open_storage(job.storage, heartbeat_s=job.heartbeat_s),
         job.storage,
         job.study,
         job.settings.key(job.space),
         sampler=make_sampler(job.settings.seed),
-        pruner=make_pruner(job.settings.epochs),
+        pruner=make_pruner(job.settings.epochs, job.pruner_startup),
         enqueue=job.enqueue,
     )
 
@@ -425,12 +445,17 @@ def run_trials(
     """
     import optuna
 
-    def tick(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        if progress is not None:
-            progress(counts(study)[0], target)
-
     while True:
         trainer.stop.check()
+        seen = trainer.last_seen
+        if seen is not None and seen[0] + seen[1] + 1 < target - NEAR_TARGET:
+            # Far from the target by what the last trial saw of the study: no need to read it again.
+            finished, running = seen[0] + 1, seen[1]
+            trainer.last_seen = None
+            if progress is not None:
+                progress(finished, target)
+            study.optimize(trainer.objective, n_trials=1, catch=(Surplus, Diverged))
+            continue
         finished, running = counts(study)
         if progress is not None:
             progress(finished, target)
@@ -441,7 +466,7 @@ def run_trials(
             fail_orphans(study, older_than_s=2 * trainer.heartbeat_s + ORPHAN_MARGIN_S)
             time.sleep(poll_s)
             continue
-        study.optimize(trainer.objective, n_trials=1, catch=(Surplus, Diverged), callbacks=[tick])
+        study.optimize(trainer.objective, n_trials=1, catch=(Surplus, Diverged))
 
 
 def fail_orphans(study: optuna.Study, *, older_than_s: float) -> list[int]:

@@ -384,11 +384,14 @@ def execute(
     Ctrl-C raises :class:`TuneInterrupted` (exit 130) saying how to resume; the study keeps every
     finished trial and marks the interrupted ones failed.
     """
+    import dataclasses
+
     from advisor.tune.report import build_report, save, write_config
     from advisor.tune.search import (
         Stop,
         counts,
         join_study,
+        load_split,
         make_trainer,
         run_local_workers,
         run_trials,
@@ -397,10 +400,11 @@ def execute(
 
     warnings_out = list(notes or [])
     job = make_job(config, storage)
+    job = dataclasses.replace(job, split=split or load_split(job))
     write_config(config, out)
     with _process_state(), Stop().installed(signal.SIGINT) as stop:
         setup_process(job.threads, config.device)
-        trainer = make_trainer(job, split, stop)
+        trainer = make_trainer(job, stop=stop)
         study, _ = join_study(job)
         started = time.perf_counter()
         try:
