@@ -163,7 +163,8 @@ def main() -> int:
     training_per_trial = (meter.objective - meter.storage_in - meter.sampler_in) / n
     overhead = storage_per_trial / training_per_trial
     print(
-        f"study: digits CNN, {args.epochs} epochs a trial, {config.storage}, no pruning (its storage reads kept), advisor's placement only"
+        f"study: digits CNN, {args.epochs} epochs a trial, {config.storage}, "
+        "the median pruner asked but never pruning, advisor's placement only"
     )
     print(f"1 worker : {len(one)} trials in {_span(one):.1f} s = {rate1:.1f} trials/min")
     print(f"{args.workers} workers: {len(two)} trials in {_span(two):.1f} s = {rate2:.1f} trials/min")
