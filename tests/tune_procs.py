@@ -68,7 +68,12 @@ def trials(url: str, study: str = STUDY) -> list[optuna.trial.FrozenTrial]:
     try:  # read only: never race the run to create the tables
         storage = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-    except (KeyError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError):  # not created yet
+    except (
+        KeyError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.ProgrammingError,
+        optuna.exceptions.StorageInternalError,
+    ):  # the run has created the file, not yet all its tables
         return []
 
 

@@ -5,7 +5,8 @@ Modules, one idea each: :mod:`.data` (the shipped datasets or the user's ``.npz`
 trial's parameters turned into a network), :mod:`.storage` (Optuna storage URLs, their errors, the study
 and its fingerprint), :mod:`.search` (the objective, the sampler, the worker loop, local worker processes),
 :mod:`.results` (pydantic result models), :mod:`.report` (re-runs, paired comparisons, importances, JSON,
-CSV, table rows, files) and :mod:`.figures` (the PNGs).
+CSV, table rows, files), :mod:`.figures` (the PNGs) and :mod:`.setup` (a run from flags or ``--resume`` to
+its report: what the CLI calls).
 
 The networks and the training loop are ``experiment``'s (:mod:`advisor.experiment`), so a tuned
 configuration and an experiment variant are trained the same way. Importing this package is cheap:

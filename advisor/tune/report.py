@@ -493,13 +493,9 @@ def footnotes(report: TuneReport) -> list[str]:
     return notes
 
 
-def text_table(columns: list[str], body: list[list[str]]) -> str:
-    from advisor.experiment.report import text_table as table
-
-    return table(columns, body)
-
-
 def text_report(report: TuneReport, files: dict[str, Path] | None = None) -> str:
+    from advisor.experiment.report import text_table
+
     parts = [title(report), "", text_table(COLUMNS, rows(report)), ""]
     parts += footnotes(report)
     if files:

@@ -246,7 +246,6 @@ class Trainer:
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     heartbeat_s: int = 10
     last_seen: tuple[int, int] | None = None  # (finished, running elsewhere) when the last trial started
-    train_seconds: float = 0.0  # training time of this process's trials (for the benchmark)
     stop: Stop = field(default_factory=lambda: Stop())
 
     def run(
@@ -340,8 +339,6 @@ class Trainer:
         except optuna.TrialPruned:
             save("pruned")
             raise
-        finally:
-            self.train_seconds += time.perf_counter() - started
         save("complete")
         return float(result.final.val_loss)
 
