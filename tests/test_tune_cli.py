@@ -4,6 +4,8 @@ reproducibility, resuming, and the user errors."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import socket
 import sys
@@ -334,3 +336,19 @@ def test_answers_and_flags_shape_the_plan(tmp_path):
     assert config.spec["regime"] == "fine-tuning" and config.spec["overfitting"] == "strong"
     assert [s.before for s in config.advisor_sites] == ["linear", "output"]  # fine-tuning: no input dropout
     assert "samples = 50000 is replaced by the data tune trains on" in notes[0]
+
+
+@pytest.mark.slow
+def test_on_a_terminal_it_shows_progress_bars_and_a_rich_table(tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    args = ["-m", "advisor", "tune", "--dataset", "wine", "--trials", "2", "--epochs", "2", "--seeds", "1",
+            "--top", "1", "--out", str(tmp_path / "o")]  # fmt: skip
+    child = pexpect.spawn(sys.executable, args, dimensions=(40, 200), encoding="utf-8", timeout=180,
+                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", child.before)
+    assert re.search(r"search\s.*\d/2 trials", screen)  # the search's progress bar, on stderr
+    assert re.search(r"re-runs\s.*\d/\d runs", screen)
+    assert "┃ configuration" in screen  # rich's table header

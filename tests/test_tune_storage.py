@@ -128,3 +128,24 @@ def test_a_study_not_made_by_tune_is_refused(tmp_path, monkeypatch):
     optuna.create_study(storage=ref.url, study_name="theirs")
     with pytest.raises(StorageError, match="was not created by dropout-advisor tune"):
         _study(ref, {"k": 1}, name="theirs")
+
+
+def test_the_study_key_names_user_data_by_content_not_by_path(tmp_path):
+    from advisor.experiment.variants import advisor_spec
+    from advisor.recommend import recommend
+    from advisor.tune.data import DataRef
+    from advisor.tune.search import Settings
+    from advisor.tune.space import derive_space
+
+    space = derive_space(recommend(advisor_spec("mlp", samples=100)), "mlp")
+
+    def key(file: str) -> dict:
+        ref = DataRef(dataset="d.npz", file=file, sha256="ab" * 32)
+        return Settings(data=ref, arch="mlp", epochs=2, batch_size=64, lr=5e-3, device="cpu", seed=0).key(space)
+
+    assert key("d.npz") == key("/home/someone/d.npz")  # two machines, one file
+    other = Settings(
+        data=DataRef(dataset="d.npz", file="d.npz", sha256="cd" * 32), arch="mlp", epochs=2, batch_size=64, lr=5e-3,
+        device="cpu", seed=0,
+    )  # fmt: skip
+    assert other.key(space) != key("d.npz")

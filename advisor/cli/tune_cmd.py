@@ -138,7 +138,8 @@ def tune_cmd(
     TPE with a fixed seed, median pruning on the validation loss. The top configurations, the plan and
     no dropout are re-run on --seeds fresh seeds and compared on test accuracy. Any number of processes
     on any number of machines can share one study through --storage. Writes tune.json, study.db,
-    trials.json, trials.csv, report.json and three PNG figures into the output folder.
+    trials.json, trials.csv, report.json and three PNG figures into the output folder. Ctrl-C marks the
+    running trials interrupted and keeps the study; --resume --out DIR continues it.
     """
     from advisor.tune import require_extras
 

@@ -88,7 +88,7 @@ class Settings:
         key = {
             "tool": "dropout-advisor tune",
             "objective": OBJECTIVE,
-            "data": self.data.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json", exclude={"file"}),  # by content: paths differ per machine
             "arch": self.arch,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
