@@ -177,7 +177,8 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str
 # ---- re-runs and comparisons ----
 
 
-def _sites(bp: Blueprint) -> list[SiteRecord]:
+def site_records(bp: Blueprint) -> list[SiteRecord]:
+    """A blueprint's dropout sites as experiment records them."""
     return [
         SiteRecord(
             position=s.position,
@@ -252,7 +253,7 @@ def _config(e: _Entry, runs: Sequence[RunResult]) -> ConfigResult:
         rank=e.rank,
         label=e.label,
         params=e.params,
-        sites=_sites(e.bp),
+        sites=site_records(e.bp),
         trials=e.trials,
         search_value=e.value,
         runs=[

@@ -129,12 +129,12 @@ def new_config(run: NewRun) -> tuple[TuneConfig, Split, Path, list[str]]:
 
     from advisor.experiment import DEFAULT_EPOCHS
     from advisor.experiment.report import default_out_dir
-    from advisor.experiment.results import SiteRecord
     from advisor.experiment.runner import resolve_device
     from advisor.experiment.variants import VARIANTS, build_model, count_params, hand_blueprint, plan_blueprint
     from advisor.recommend import recommend
     from advisor.spec import load_answers
     from advisor.tune.data import load_data
+    from advisor.tune.report import site_records
     from advisor.tune.space import apply_space_file, derive_space, load_space_file
 
     if not 1 <= run.workers <= MAX_WORKERS:
@@ -180,18 +180,7 @@ def new_config(run: NewRun) -> tuple[TuneConfig, Split, Path, list[str]]:
         space=space,
         space_file=str(run.space) if run.space is not None else None,
         advisor_ops=list(advisor_bp.ops),
-        advisor_sites=[
-            SiteRecord(
-                position=s.position,
-                kind=s.kind,
-                p=s.p,
-                after=s.after,
-                before=s.before,
-                id=s.id,
-                recommendations=list(s.recommendations),
-            )
-            for s in advisor_bp.sites
-        ],
+        advisor_sites=site_records(advisor_bp),
     )
     _check_buildable(config, split)
     return config, split, out, notes
