@@ -585,7 +585,7 @@ class WorkerExit:
 
 
 def run_local_workers(
-    job: Job, n: int, stop: Stop, *, progress: Progress | None = None, poll_s: float = 0.5, grace_s: float = 120.0
+    job: Job, n: int, stop: Stop, *, progress: Progress | None = None, poll_s: float = 1.0, grace_s: float = 120.0
 ) -> list[WorkerExit]:
     """Start ``n`` worker processes on this machine, wait for them, and return how each ended.
 
