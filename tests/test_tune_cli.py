@@ -278,7 +278,14 @@ def test_without_psycopg_a_postgresql_storage_says_what_to_install(tmp_path, mon
         (["--data", "nope.npz"], "give either --dataset or --data"),
         (["--target", "label"], "--target is for --data FILE.csv"),
         (["--arch", "cnn"], "'wine' is tabular; a CNN needs images"),
-        (["--train-fraction", "1.5"], "--train-fraction must be in (0, 1]"),
+        (["--train-fraction", "1.5"], "'--train-fraction': must be a number in (0, 1], got 1.5"),
+        (["--train-fraction", "nan"], "'--train-fraction': must be a number in (0, 1], got nan"),
+        (["--trials", "0"], "Invalid value for '--trials'"),
+        (["--seeds", "0"], "Invalid value for '--seeds'"),
+        (["--base", "nosuchnet"], "nosuchnet"),
+        (["--base", "bert-base"], "but arch is 'mlp'"),
+        (["--out", "existing.txt"], "existing.txt exists and is not a folder"),
+        (["--out", "/dev/null"], "/dev/null exists and is not a folder"),
         (["--storage", "ftp://host/x"], "unknown storage URL"),
         (["--space", "nope.toml"], "space file nope.toml does not exist"),
         (["--device", "tpu"], "Invalid value for '--device'"),
@@ -287,12 +294,14 @@ def test_without_psycopg_a_postgresql_storage_says_what_to_install(tmp_path, mon
 )
 def test_bad_inputs_exit_2_with_an_error_and_a_hint(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing.txt").write_text("keep me\n")
     result = _tune(*SHORT, "--out", str(tmp_path / "o"), *args)
     assert result.exit_code == 2, result.stdout
     assert message in result.stderr
     assert result.stderr.startswith("error: ") and "\nhint: " in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()  # nothing written
+    assert (tmp_path / "existing.txt").read_text() == "keep me\n"
 
 
 def test_answers_describing_another_network_are_refused(tmp_path):
@@ -307,7 +316,7 @@ def test_answers_and_flags_shape_the_plan(tmp_path):
     from advisor.tune import setup
 
     answers = tmp_path / "a.toml"
-    answers.write_text('arch = "mlp"\nregime = "fine-tuning"\nsamples = 50000\n')
+    answers.write_text('arch = "mlp"\nregime = "pretraining"\nsamples = 50000\n')
     run = setup.NewRun(
         dataset="wine",
         data=None,
@@ -333,8 +342,8 @@ def test_answers_and_flags_shape_the_plan(tmp_path):
         force=False,
     )
     config, _, _, notes = setup.new_config(run)
-    assert config.spec["regime"] == "fine-tuning" and config.spec["overfitting"] == "strong"
-    assert [s.before for s in config.advisor_sites] == ["linear", "output"]  # fine-tuning: no input dropout
+    assert config.spec["regime"] == "pretraining" and config.spec["overfitting"] == "strong"
+    assert [s.before for s in config.advisor_sites] == ["linear", "output"]  # pretraining: no input dropout
     assert "samples = 50000 is replaced by the data tune trains on" in notes[0]
 
 

@@ -38,21 +38,31 @@ def test_each_group_is_searched_from_zero_to_the_upper_end_of_its_cited_range():
     space, plan = _space("cnn")
     conv, fc = space.group("conv"), space.group("fc")
     cited = {s.id: s.p_range for s in plan.sites}
-    assert (conv.low, conv.high) == (0.0, max(cited["S1"][1], cited["S2"][1])) == (0.0, 0.25)
-    assert (fc.low, fc.high) == (0.0, cited["S3"][1]) == (0.0, 0.5)
-    assert "DRP005" in conv.recommendations and "cited range 0.1–0.25" in conv.source
+    assert (conv.low, conv.high) == (0.0, max(cited["S1"][1], cited["S2"][1]))
+    assert (fc.low, fc.high) == (0.0, cited["S3"][1])
+    assert "DRP005" in conv.recommendations
+    assert f"cited range {min(cited['S1'][0], cited['S2'][0]):g}–{conv.high:g}" in conv.source
 
 
 def test_the_plan_itself_is_a_point_of_the_space():
     space, plan = _space("cnn")
-    assert space.advisor_params == {"placement": "advisor", "p_conv": 0.25, "p_fc": 0.5}
+    rates = {s.id: s.p for s in plan.sites}
+    assert space.advisor_params == {
+        "placement": "advisor",
+        "p_conv": max(rates["S1"], rates["S2"]),
+        "p_fc": rates["S3"],
+    }
     assert _sites(space.blueprint(space.advisor_params)) == _sites(plan_blueprint(plan))
 
 
 def test_shallower_sites_keep_the_plans_rise_with_depth():
-    space, _ = _space("cnn")
+    space, plan = _space("cnn", underfitting=True)  # this plan's conv rates rise with depth
+    rates = {s.id: s.p for s in plan.sites}
+    assert rates["S1"] < rates["S2"]
+    ratio = rates["S1"] / rates["S2"]
     bp = space.blueprint({"placement": "after-pool", "p_conv": 0.2, "p_fc": 0.3})
-    assert _sites(bp) == [(4, "dropout", 0.08), (7, "dropout", 0.2), (10, "dropout", 0.3)]
+    assert _sites(bp) == [(4, "dropout", round(0.2 * ratio, 6)), (7, "dropout", 0.2), (10, "dropout", 0.3)]
+    assert _sites(space.blueprint(space.advisor_params)) == _sites(plan_blueprint(plan))
 
 
 def test_the_none_placement_builds_the_network_without_dropout():
@@ -62,7 +72,8 @@ def test_the_none_placement_builds_the_network_without_dropout():
 
 
 def test_a_group_the_plan_leaves_out_falls_back_to_experiments_cited_rate():
-    space, _ = _space("mlp", regime="fine-tuning")
+    space, plan = _space("mlp", underfitting=True)
+    assert all(s.after != "input" for s in plan.sites)
     group = space.group("input")
     assert group.plan_p is None and group.high == 0.2
     assert "Srivastava et al. 2014" in group.source
@@ -70,7 +81,7 @@ def test_a_group_the_plan_leaves_out_falls_back_to_experiments_cited_rate():
 
 def test_the_space_fingerprint_changes_with_the_space():
     a, _ = _space("cnn")
-    b, _ = _space("cnn", underfitting=True)
+    b, _ = _space("cnn", underfitting=True)  # other rates, the same placements
     assert a.fingerprint() == _space("cnn")[0].fingerprint()
     assert a.fingerprint() != b.fingerprint()
 
@@ -94,7 +105,8 @@ def test_space_file_widens_a_rate_beyond_the_cited_range(tmp_path):
     space = _apply(tmp_path, "[rates.conv]\nhigh = 0.4\nstep = 0.05\n")
     conv = space.group("conv")
     assert (conv.low, conv.high, conv.step) == (0.0, 0.4, 0.05)
-    assert space.advisor_inside  # 0.25 is on the 0.05 grid
+    assert space.advisor_inside  # the plan's 0.1 is on the 0.05 grid
+    assert not _apply(tmp_path, "[rates.conv]\nhigh = 0.4\nstep = 0.15\n").advisor_inside
 
 
 def test_space_file_can_fix_a_rate(tmp_path):
@@ -131,8 +143,24 @@ def test_bad_space_files_are_usage_errors_naming_the_problem(tmp_path, text, mes
 
 
 def test_a_low_above_the_cited_high_is_refused(tmp_path):
-    with pytest.raises(UsageError, match=r"low 0\.4 is above high 0\.25"):
-        _apply(tmp_path, "[rates.conv]\nlow = 0.4\n")
+    high = _space("cnn")[0].group("conv").high
+    with pytest.raises(UsageError) as err:
+        _apply(tmp_path, "[rates.conv]\nlow = 0.9\n")
+    assert f"low 0.9 is above high {high:g}" in err.value.message
+
+
+def test_a_fine_tuning_plan_without_dropout_is_the_none_placement():
+    space, plan = _space("mlp", regime="fine-tuning")
+    assert plan.sites == []
+    assert space.placement("advisor").sites == [] and "none" in space.placement("advisor").aliases
+    assert space.advisor_params == {"placement": "advisor"}
+
+
+def test_a_base_recipe_shapes_the_space():
+    space, plan = _space("cnn", base="alexnet")
+    assert [(s.after, s.before) for s in plan.sites] == [("flatten", "linear")]
+    head = space.group("head")
+    assert head.plan_p == plan.sites[0].p and head.high == plan.sites[0].p_range[1]
 
 
 def test_a_missing_space_file_is_a_usage_error(tmp_path):

@@ -215,7 +215,7 @@ def recommend_cmd(
     \b
     Examples:
       dropout-advisor recommend --arch cnn --layers 3 --pooling max
-      dropout-advisor recommend --base bert-base-uncased --regime fine-tuning --samples 8k
+      dropout-advisor recommend --base bert-base --regime fine-tuning --samples 8k
       dropout-advisor recommend --arch rnn --samples 50k --format json
       dropout-advisor recommend --arch mlp --save-answers net.toml
       dropout-advisor recommend --answers net.toml --overfitting strong

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from advisor.cli.common import Format, emit_json, emit_text, guarded
+from advisor.cli.common import Format, emit_json, emit_text, finite_in, guarded
 from advisor.errors import UsageError
 from advisor.experiment import DATASET_NAMES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR
 from advisor.tune import DEFAULT_HEARTBEAT, DEFAULT_SEED, DEFAULT_SEEDS, DEFAULT_TOP, DEFAULT_TRIALS
@@ -48,53 +48,68 @@ def tune_cmd(
         None,
         "--dataset",
         "-d",
+        metavar="NAME",
         help="A dataset shipped with scikit-learn: " + ", ".join(DATASET_NAMES) + " (default digits).",
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="Your own data: a .npz with arrays X and y, or a .csv (with --target)."
+        None, "--data", metavar="FILE", help="Your own data: a .npz with arrays X and y, or a .csv (with --target)."
     ),
-    target: str | None = typer.Option(None, "--target", help="The label column of a --data CSV file."),
-    arch: str | None = typer.Option(None, "--arch", help="cnn or mlp (default: cnn for images, mlp for tables)."),
+    target: str | None = typer.Option(None, "--target", metavar="COLUMN", help="The label column of a --data CSV."),
+    arch: str | None = typer.Option(
+        None, "--arch", metavar="cnn|mlp", help="The network (default: cnn for images, mlp for tables)."
+    ),
     trials: int | None = typer.Option(
         None,
         "--trials",
         "-n",
         min=1,
         max=100_000,
-        help=f"Finished trials the study should hold, shared by every worker (default {DEFAULT_TRIALS}).",
+        metavar="N",
+        help=f"Finished trials the study should hold, over every worker (default {DEFAULT_TRIALS}).",
     ),
     epochs: int | None = typer.Option(
         None,
         "--epochs",
         min=1,
         max=10_000,
+        metavar="N",
         help="Epochs per trial (default: " + ", ".join(f"{n} for {a}" for a, n in DEFAULT_EPOCHS.items()) + ").",
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=2, max=100_000, help=f"Minibatch size (default {DEFAULT_BATCH_SIZE})."
+        None, "--batch-size", min=2, max=100_000, metavar="N", help=f"Minibatch size (default {DEFAULT_BATCH_SIZE})."
     ),
     train_fraction: float | None = typer.Option(
-        None, "--train-fraction", help="Keep this fraction of the training split, in (0, 1]."
+        None,
+        "--train-fraction",
+        metavar="F",
+        callback=finite_in(0.0, 1.0, low_open=True),
+        help="Keep this fraction of the training split, in (0, 1].",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", min=0, max=2**31 - 1, help=f"Training and sampler seed (default {DEFAULT_SEED})."
+        None, "--seed", min=0, max=2**31 - 1, metavar="N", help=f"Training and sampler seed (default {DEFAULT_SEED})."
     ),
     seeds: int | None = typer.Option(
-        None, "--seeds", min=1, max=100, help=f"Seeds re-running each top configuration (default {DEFAULT_SEEDS})."
+        None,
+        "--seeds",
+        min=1,
+        max=100,
+        metavar="N",
+        help=f"Fresh seeds re-running the top configurations (default {DEFAULT_SEEDS}).",
     ),
     top: int | None = typer.Option(
-        None, "--top", min=1, max=50, help=f"Top configurations to re-run (default {DEFAULT_TOP})."
+        None, "--top", min=1, max=50, metavar="N", help=f"Top configurations to re-run (default {DEFAULT_TOP})."
     ),
-    space: Path | None = typer.Option(None, "--space", help="A TOML file that narrows or widens the search space."),
+    space: Path | None = typer.Option(
+        None, "--space", metavar="FILE", help="A TOML file that narrows or widens the search space."
+    ),
     answers: Path | None = typer.Option(
-        None, "--answers", help="A saved interview: its regime and symptoms shape the plan."
+        None, "--answers", metavar="FILE", help="A saved interview: its regime, symptoms and base shape the plan."
     ),
-    regime: Regime | None = typer.Option(
-        None, "--regime", help="scratch, fine-tuning or pretraining (shapes the plan)."
+    base: str | None = typer.Option(
+        None, "--base", metavar="RECIPE", help="A reference recipe (see 'recipes list') that shapes the plan."
     ),
-    overfitting: Overfitting | None = typer.Option(
-        None, "--overfitting", help="none, mild, strong or unknown (shapes the plan)."
-    ),
+    regime: Regime | None = typer.Option(None, "--regime", help="Shapes the plan (default scratch)."),
+    overfitting: Overfitting | None = typer.Option(None, "--overfitting", help="Shapes the plan (default unknown)."),
     underfitting: bool | None = typer.Option(
         None, "--underfitting/--no-underfitting", help="The model underfits (shapes the plan)."
     ),
@@ -104,34 +119,34 @@ def tune_cmd(
     storage: str | None = typer.Option(
         None,
         "--storage",
-        help="Optuna storage URL shared by every worker: sqlite:///f.db, postgresql://user@host/db, "
-        "journal:FILE, grpc://host:port (default: study.db in the output folder).",
+        metavar="URL",
+        help="Optuna storage shared by every worker: sqlite:///f.db, postgresql://user@host/db, journal:FILE, "
+        "grpc://host:port (default: study.db in the output folder).",
     ),
     study: str | None = typer.Option(
-        None, "--study", help="Study name in the storage (default dropout-advisor-<data>-<arch>)."
+        None, "--study", metavar="NAME", help="Study name in the storage (default dropout-advisor-<data>-<arch>)."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", "-j", help="Local worker processes; torch threads are split between them (default 1)."
+        None, "--workers", "-j", metavar="N", help="Local worker processes, torch threads split (default 1)."
     ),
     heartbeat: int | None = typer.Option(
         None,
         "--heartbeat",
         min=1,
         max=3600,
-        help="Seconds between a running trial's heartbeats; a worker silent for twice as long has its trial "
-        f"marked failed (default {DEFAULT_HEARTBEAT}).",
+        metavar="SECONDS",
+        help="Between a running trial's heartbeats; a worker silent for twice as long has its trial marked "
+        f"failed (default {DEFAULT_HEARTBEAT}).",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output folder (default results/tune-<data>-<arch>, numbered if taken)."
+        None, "--out", "-o", metavar="DIR", help="Output folder (default results/tune-<data>-<arch>, numbered)."
     ),
-    force: bool = typer.Option(False, "--force", help="Start over in an output folder that holds a previous run."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out (after Ctrl-C, a crash, or to add --trials)."
-    ),
-    device: Device | None = typer.Option(None, "--device", help="auto uses a GPU when there is one (default auto)."),
+    force: bool = typer.Option(False, "--force", help="Start over in an output folder that holds a run."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (after Ctrl-C or a crash)."),
+    device: Device | None = typer.Option(None, "--device", help="auto uses a GPU when there is one (default)."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="text (a table) or json."),
 ) -> None:
-    """Search dropout placements and rates on real data with Optuna, starting from the advisor's plan.
+    """Search dropout placements and rates on real data with Optuna, from the advisor's plan.
 
     The plan for the network experiment trains names its site groups; each gets a rate in [0, the upper
     end of its cited range], and the placement is a choice among experiment's placements and the plan's.
@@ -140,6 +155,13 @@ def tune_cmd(
     on any number of machines can share one study through --storage. Writes tune.json, study.db,
     trials.json, trials.csv, report.json and three PNG figures into the output folder. Ctrl-C marks the
     running trials interrupted and keeps the study; --resume --out DIR continues it.
+
+    \b
+    Examples:
+      dropout-advisor tune --dataset digits --arch cnn --trials 60
+      dropout-advisor tune --dataset breast-cancer --workers 2 --trials 100
+      dropout-advisor tune --data my.npz --storage postgresql://tuner@db/studies
+      dropout-advisor tune --resume --out results/tune-digits-cnn
     """
     from advisor.tune import require_extras
 
@@ -163,6 +185,7 @@ def tune_cmd(
             "--overfitting": overfitting,
             "--underfitting": underfitting,
             "--uncertainty": uncertainty,
+            "--base": base,
             "--study": study,
             "--device": device,
             "--force": force or None,
@@ -204,6 +227,7 @@ def tune_cmd(
                 "overfitting": overfitting.value if overfitting else None,
                 "underfitting": underfitting,
                 "uncertainty": uncertainty,
+                "base": base,
             },
             storage=storage,
             study=study,

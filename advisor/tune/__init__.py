@@ -30,6 +30,9 @@ DEFAULT_HEARTBEAT = 10  # seconds between a running trial's heartbeats in an RDB
 
 def require_extras() -> None:
     """Fail early, with the install command, when the ``experiment`` extra (optuna included) is missing."""
+    from advisor.deps import require_torch
+
+    require_torch("tune", hint=INSTALL_HINT)
     missing = []
     for module, package in (
         ("optuna", "optuna"),

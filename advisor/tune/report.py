@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from advisor import __version__
 from advisor.errors import OutputError
-from advisor.experiment.results import SiteRecord, noise_threshold
+from advisor.experiment.results import ALPHA, SiteRecord, paired_test, shared_test_set_noise
 from advisor.experiment.variants import VARIANTS, Blueprint, hand_blueprint
 from advisor.fileio import write_bytes_atomic, write_text_atomic
 from advisor.tune.results import (
@@ -276,42 +276,33 @@ def _config(e: _Entry, runs: Sequence[RunResult]) -> ConfigResult:
 
 
 def compare(other: ConfigResult, best: ConfigResult, n_test: int) -> Comparison:
-    """``other`` against ``best``, seed by seed on test accuracy (see :mod:`advisor.tune.results`)."""
-    from scipy import stats
-
+    """``other`` against ``best``, seed by seed on test accuracy, with experiment's within-noise rule
+    (:data:`advisor.experiment.results.NOISE_RULE`): a paired t-test over the shared seeds, and the shared
+    test set's sampling error."""
     mine = {r.seed: r.test_acc for r in other.runs}
     theirs = {r.seed: r.test_acc for r in best.runs}
     seeds = sorted(set(mine) & set(theirs))
-    a = [mine[s] for s in seeds]
-    b = [theirs[s] for s in seeds]
-    deltas = [x - y for x, y in zip(a, b, strict=True)]
-    delta = statistics.fmean(deltas)
-    t = p = None
-    ci = None
-    if len(seeds) > 1 and len(set(deltas)) > 1:
-        res = stats.ttest_rel(a, b)
-        t, p = float(res.statistic), float(res.pvalue)
-        low, high = res.confidence_interval(0.95)
-        ci = (float(low), float(high))
-    noise = noise_threshold(
-        other.test_acc_mean, other.test_acc_std, len(a), best.test_acc_mean, best.test_acc_std, len(b), n_test
-    )
+    paired = paired_test(mine, theirs)
+    test_term = shared_test_set_noise(other.test_acc_mean, best.test_acc_mean, n_test)
+    delta = paired.mean_diff
+    verdict: Literal["same", "within-noise", "worse", "better"]
+    # A real difference: beyond the test set's sampling error, and the seeds agree (or there is one seed).
+    real = abs(delta) > test_term and (paired.p_value is None or paired.p_value < ALPHA)
     if other.sites == best.sites:
         verdict = "same"
-    elif abs(delta) <= noise:
-        verdict = "within-noise"
-    else:
+    elif real:
         verdict = "worse" if delta < 0 else "better"
+    else:
+        verdict = "within-noise"
     return Comparison(
         role=other.role,
         label=other.label,
         against=best.label,
         delta_mean=delta,
-        deltas=deltas,
-        t_statistic=t,
-        p_value=p,
-        ci95=ci,
-        noise=noise,
+        deltas=[mine[s] - theirs[s] for s in seeds],
+        p_value=paired.p_value,
+        ci95=(delta - paired.half_width, delta + paired.half_width) if paired.n > 1 else None,
+        noise=max(paired.half_width, test_term),
         verdict=verdict,
     )
 

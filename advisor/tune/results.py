@@ -5,10 +5,10 @@ report re-trains the best ``--top`` distinct configurations, the advisor's own p
 dropout under ``--seeds`` fresh seeds (the study seed + 1, + 2, ...), all with the same seeds, so the runs
 are paired (same initial weights, same batches). The *best* configuration is the top one with the lowest
 mean validation loss over those re-runs (chosen on validation, never on test). The advisor's plan and no
-dropout are then compared with it on test accuracy, seed by seed: the mean difference, a paired t-test
-(``scipy.stats.ttest_rel``) with its 95% interval, and experiment's within-noise rule
-(:data:`advisor.experiment.results.NOISE_RULE`) for the verdict, so that ``tune`` and ``experiment`` agree
-on what "within noise" means.
+dropout are then compared with it on test accuracy, seed by seed, with experiment's within-noise rule
+(:data:`advisor.experiment.results.NOISE_RULE`: a paired t-test, ``scipy.stats.ttest_rel``, over the shared
+seeds, and the shared test set's sampling error), so that ``tune`` and ``experiment`` agree on what
+"within noise" means.
 """
 
 from __future__ import annotations
@@ -120,10 +120,9 @@ class Comparison(_Model):
     against: str  # the best configuration's label
     delta_mean: float  # mean over seeds of (this - best) test accuracy
     deltas: list[float]
-    t_statistic: float | None
-    p_value: float | None  # paired t-test; None with one seed or identical runs
-    ci95: tuple[float, float] | None
-    noise: float  # experiment's within-noise threshold for this pair
+    p_value: float | None  # paired t-test; None with one seed, 1.0 when every seed gives the same difference 0
+    ci95: tuple[float, float] | None  # of the mean difference, from the paired t distribution (2+ seeds)
+    noise: float  # the larger of the interval's half-width and the shared test set's sampling error
     verdict: Literal["same", "within-noise", "worse", "better"]
 
 
