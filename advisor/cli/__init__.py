@@ -131,9 +131,9 @@ def _root(
 
 
 def _register() -> None:
-    from advisor.cli import advise_cmds, audit_cmd, experiment_cmd, generate_cmds, knowledge_cmds, recipes_cmd
+    from advisor.cli import advise_cmds, audit_cmd, experiment_cmd, generate_cmds, knowledge_cmds, recipes_cmd, tune_cmd
 
-    for module in (knowledge_cmds, advise_cmds, generate_cmds, audit_cmd, experiment_cmd, recipes_cmd):
+    for module in (knowledge_cmds, advise_cmds, generate_cmds, audit_cmd, experiment_cmd, recipes_cmd, tune_cmd):
         module.register(app)
 
 

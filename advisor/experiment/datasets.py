@@ -98,7 +98,8 @@ class Split:
         }
 
 
-def _load(info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped dataset's features (N, features) and labels (N,), as scikit-learn returns them."""
     import sklearn.datasets
 
     x, y = getattr(sklearn.datasets, info.loader)(return_X_y=True)
@@ -107,14 +108,26 @@ def _load(info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
 
 def load_split(name: str, arch: str, *, train_fraction: float = 1.0, seed: int = SPLIT_SEED) -> Split:
     """Load ``name``, split it stratified 60/20/20, shrink the training part, standardize on it."""
+    info = dataset_info(name)
+    arch_ = check_arch(info, arch)
+    x, y = load_arrays(info)
+    return split_arrays(info, arch_, x, y, train_fraction=train_fraction, seed=seed)
+
+
+def split_arrays(
+    info: DatasetInfo, arch: Arch, x: np.ndarray, y: np.ndarray, *, train_fraction: float = 1.0, seed: int = SPLIT_SEED
+) -> Split:
+    """Split ``x`` (N, features) or (N, H, W) and integer labels ``y`` (N,) as :func:`load_split` does.
+
+    Shared by the shipped datasets and the user's own arrays (``dropout-advisor tune --data``); ``info``
+    describes the data (its ``image_shape`` decides whether a CNN gets (N, 1, H, W) images).
+    Raises :class:`UsageError` for a ``train_fraction`` outside (0, 1] or one that leaves too few examples.
+    """
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    info = dataset_info(name)
-    arch_ = check_arch(info, arch)
     if not 0.0 < train_fraction <= 1.0:
         raise UsageError(f"--train-fraction must be in (0, 1], got {train_fraction:g}", hint="e.g. 0.2 keeps 20%")
-    x, y = _load(info)
     n_classes = len(np.unique(y))
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(
@@ -146,7 +159,7 @@ def load_split(name: str, arch: str, *, train_fraction: float = 1.0, seed: int =
 
     def prep(a: np.ndarray) -> np.ndarray:
         out = ((a - mean) / scale).astype(np.float32)
-        if arch_ == "cnn" and info.image_shape is not None:
+        if arch == "cnn" and info.image_shape is not None:
             out = out.reshape(-1, 1, *info.image_shape)
         return np.ascontiguousarray(out)
 
@@ -155,7 +168,7 @@ def load_split(name: str, arch: str, *, train_fraction: float = 1.0, seed: int =
 
     return Split(
         info=info,
-        arch=arch_,
+        arch=arch,
         x_train=prep(x_train),
         y_train=labels(y_train),
         x_val=prep(x_val),

@@ -235,8 +235,13 @@ def train_run(
     lr: float,
     device: str,
     on_epoch: Callable[[int], None] | None = None,
+    on_record: Callable[[EpochRecord], None] | None = None,
 ) -> RunResult:
-    """Train one variant under one seed; evaluate on train, validation and test after every epoch."""
+    """Train one variant under one seed; evaluate on train, validation and test after every epoch.
+
+    ``on_record`` sees each epoch's record as soon as it exists (``tune`` reports the validation loss to
+    its pruner there, and may stop the run by raising).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -277,6 +282,8 @@ def train_run(
                 test_acc=test_acc,
             )
         )
+        if on_record is not None:
+            on_record(records[-1])
         if on_epoch is not None:
             on_epoch(epoch)
     return RunResult(
