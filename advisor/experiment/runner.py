@@ -56,6 +56,22 @@ class ExperimentInterrupted(Interrupted):
         self.partial = partial
 
 
+def site_records(bp: Blueprint) -> list[SiteRecord]:
+    """A blueprint's dropout sites as the results record them (one per site, in network order)."""
+    return [
+        SiteRecord(
+            position=s.position,
+            kind=s.kind,
+            p=s.p,
+            after=s.after,
+            before=s.before,
+            id=s.id,
+            recommendations=list(s.recommendations),
+        )
+        for s in bp.sites
+    ]
+
+
 def default_threads() -> int:
     # Layers this small gain little from intra-op threads. Two help a little on a quiet machine with cores
     # to spare; on a two-core machine a second OpenMP thread stalls at every barrier as soon as anything
@@ -156,18 +172,7 @@ def prepare(config: ExperimentConfig) -> Setup:
                 name=v.name,
                 summary=v.summary,
                 source=v.source,
-                sites=[
-                    SiteRecord(
-                        position=s.position,
-                        kind=s.kind,
-                        p=s.p,
-                        after=s.after,
-                        before=s.before,
-                        id=s.id,
-                        recommendations=list(s.recommendations),
-                    )
-                    for s in bp.sites
-                ],
+                sites=site_records(bp),
                 modules=[f"{name}: {module}" for name, module in model.named_children()],
                 params=count_params(model),
             )

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from advisor import __version__
 from advisor.errors import OutputError
-from advisor.experiment.results import ALPHA, SiteRecord, paired_test, shared_test_set_noise
+from advisor.experiment.results import ALPHA, paired_test, shared_test_set_noise
+from advisor.experiment.runner import site_records
 from advisor.experiment.variants import VARIANTS, Blueprint, hand_blueprint
 from advisor.fileio import write_bytes_atomic, write_text_atomic
 from advisor.tune.results import (
@@ -175,22 +176,6 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str
 
 
 # ---- re-runs and comparisons ----
-
-
-def site_records(bp: Blueprint) -> list[SiteRecord]:
-    """A blueprint's dropout sites as experiment records them."""
-    return [
-        SiteRecord(
-            position=s.position,
-            kind=s.kind,
-            p=s.p,
-            after=s.after,
-            before=s.before,
-            id=s.id,
-            recommendations=list(s.recommendations),
-        )
-        for s in bp.sites
-    ]
 
 
 def _searched(

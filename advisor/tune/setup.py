@@ -129,12 +129,11 @@ def new_config(run: NewRun) -> tuple[TuneConfig, Split, Path, list[str]]:
 
     from advisor.experiment import DEFAULT_EPOCHS
     from advisor.experiment.report import default_out_dir
-    from advisor.experiment.runner import resolve_device
+    from advisor.experiment.runner import resolve_device, site_records
     from advisor.experiment.variants import VARIANTS, build_model, count_params, hand_blueprint, plan_blueprint
     from advisor.recommend import recommend
     from advisor.spec import load_answers
     from advisor.tune.data import load_data
-    from advisor.tune.report import site_records
     from advisor.tune.space import apply_space_file, derive_space, load_space_file
 
     if not 1 <= run.workers <= MAX_WORKERS:
