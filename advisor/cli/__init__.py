@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import typer
@@ -67,7 +67,7 @@ class LazyCommands(MutableMapping[str, Any]):
     (help, completion, tests) sees them all.
     """
 
-    def __init__(self, loaders: dict[str, Callable[[], Any]], built: dict[str, Any] | None = None) -> None:
+    def __init__(self, loaders: Mapping[str, Callable[[], Any]], built: Mapping[str, Any] | None = None) -> None:
         self._loaders = dict(loaders)
         self._built: dict[str, Any] = dict(built or {})
 
