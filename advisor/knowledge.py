@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pickle
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -20,6 +19,13 @@ from pydantic import BaseModel
 
 from advisor.errors import KnowledgeError, NotFoundError
 from advisor.schema import Citation, Recipe, Recommendation
+
+try:  # A cache hit needs only the C unpickler: `import pickle` (its pure-Python pickler) costs ~2.5 ms CPU.
+    from _pickle import load as _unpickle_file
+    from _pickle import loads as _unpickle
+except ImportError:  # pragma: no cover - a Python without the C accelerator
+    from pickle import load as _unpickle_file
+    from pickle import loads as _unpickle
 
 M = TypeVar("M", bound=BaseModel)
 V = TypeVar("V")
@@ -47,7 +53,7 @@ class LazyMap(MutableMapping[str, V], Generic[V]):
     def __getitem__(self, key: str) -> V:
         value = self._items[key]
         if isinstance(value, _Pickled):
-            value = self._items[key] = pickle.loads(value.data)
+            value = self._items[key] = _unpickle(value.data)
         return value
 
     def __setitem__(self, key: str, value: V) -> None:
@@ -413,7 +419,7 @@ def load_cached(root: Path | None = None) -> KnowledgeBase:
         return load(root)
     try:
         with path.open("rb") as fh:
-            cached = pickle.load(fh)
+            cached = _unpickle_file(fh)
         if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached.get("root") == str(root):
             return KnowledgeBase(
                 root=root,
@@ -439,6 +445,7 @@ def _lazy(entries: dict[str, bytes]) -> LazyMap[Any]:
 def _write_cache(path: Path, kb: KnowledgeBase) -> None:
     """Write the cache atomically, then remove this installation's older files (never another's); a cache
     that cannot be written is simply skipped."""
+    import pickle
     import tempfile
 
     def entries(mapping: MutableMapping[str, Any]) -> dict[str, bytes]:
