@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import sys
@@ -127,8 +128,6 @@ def guarded(fn: F) -> F:
 
 def emit_json(payload: Any) -> None:
     """JSON goes straight to stdout, never through rich (which wraps long lines when piped)."""
-    import json  # only commands that print JSON pay for it
-
     sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
