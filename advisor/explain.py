@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.knowledge import KnowledgeBase
-from advisor.plan import Plan
 from advisor.schema import SCHEMA_VERSION, Citation, Finding, Recommendation
+
+if TYPE_CHECKING:  # the plan models are built only by commands that make a plan
+    from advisor.plan import Plan
 
 
 def authors_short(cit: Citation) -> str:

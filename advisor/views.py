@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.explain import rate_str, short_ref, site_group_view
 from advisor.knowledge import KnowledgeBase
 from advisor.schema import Citation, Recommendation
-from advisor.search import Hit
+
+if TYPE_CHECKING:  # the search module (and its vocabulary) only for the commands that search
+    from advisor.search import Hit
 
 
 def _rich_ok() -> bool:

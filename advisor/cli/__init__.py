@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
+import functools
+import importlib
 import os
 import sys
 import textwrap
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -17,7 +21,7 @@ except ImportError:  # pragma: no cover - older typer depends on click itself
 
 from advisor import __version__
 from advisor.cli.common import DEBUG_ENV, print_error, print_internal_error, silence_stdout
-from advisor.cli.help import HelpGroup
+from advisor.cli.help import HelpGroup, manual
 from advisor.errors import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -25,12 +29,138 @@ def _broken_pipe(exc: OSError) -> bool:
     return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
 
 
+# Every command and the module of advisor.cli that defines it (with ``register(app)``), in the order of the
+# root help. A command's module is imported, and its click command built, only when that command is used:
+# typer turns every command of an app into a click command up front, and the modules import what their
+# commands need, so one call would otherwise pay for all of them. tests/test_cli_lazy.py checks this table
+# against what each module registers, and the lazy root help against an eagerly built one.
+COMMANDS: dict[str, str] = {
+    "list": "knowledge_cmds",
+    "explain": "knowledge_cmds",
+    "recommend": "advise_cmds",
+    "ask": "advise_cmds",
+    "generate": "generate_cmds",
+    "smoke": "generate_cmds",
+    "audit": "audit_cmd",
+    "experiment": "experiment_cmd",
+    "tune": "tune_cmd",
+    "refs": "knowledge_cmds",
+    "recipes": "recipes_cmd",
+}
+
+
+def command_modules() -> list[str]:
+    """The modules that define commands, each once, in the order of :data:`COMMANDS`."""
+    return list(dict.fromkeys(COMMANDS.values()))
+
+
+def register_all(target: typer.Typer) -> None:
+    """Register every command on ``target`` the eager way (imports every command module)."""
+    for name in command_modules():
+        importlib.import_module(f"advisor.cli.{name}").register(target)
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """A group's ``commands`` whose entries are built on first access.
+
+    Names, order and membership are known without building anything; ``group.commands["explain"]``,
+    ``.get``, ``.items()`` build what they return (and keep it), so code that walks every command
+    (help, completion, tests) sees them all.
+    """
+
+    def __init__(self, loaders: Mapping[str, Callable[[], Any]], built: Mapping[str, Any] | None = None) -> None:
+        self._loaders = dict(loaders)
+        self._built: dict[str, Any] = dict(built or {})
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            loader = self._loaders[name]  # KeyError for an unknown name, as a dict
+            self._built[name] = loader()
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._loaders.pop(name, None)
+        self._built.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaders or name in self._built
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._loaders
+        yield from (name for name in self._built if name not in self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders) + sum(1 for name in self._built if name not in self._loaders)
+
+
+def _build(name: str) -> Any:
+    """The click command ``name``, built from its module's registration as typer builds a whole app."""
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    collector = typer.Typer()
+    importlib.import_module(f"advisor.cli.{COMMANDS[name]}").register(collector)
+    command: Any = None
+    for info in collector.registered_commands:
+        if info.callback is not None and (info.name or get_command_name(info.callback.__name__)) == name:
+            command = get_command_from_info(
+                info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+            )
+    for group in collector.registered_groups:
+        if group.name == name:
+            command = get_group_from_info(
+                group,
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+                suggest_commands=app.suggest_commands,
+            )
+    if command is None:  # pragma: no cover - tests/test_cli_lazy.py keeps COMMANDS right
+        raise RuntimeError(f"advisor.cli.{COMMANDS[name]} registers no command '{name}'")
+    manual(command)
+    return command
+
+
+_PLUGINS_ENV = "PYDANTIC_DISABLE_PLUGINS"
+
+
+@contextmanager
+def _without_pydantic_plugins() -> Iterator[None]:
+    """Run a command without pydantic's plugin discovery, unless the user set ``PYDANTIC_DISABLE_PLUGINS``.
+
+    The first validator pydantic builds in a process with plugins enabled reads the entry points of every
+    installed distribution (~4 ms CPU with 80 distributions, more in a larger environment) and imports the
+    plugins found. The commands validate the tool's own data (knowledge, specs, plans, answers), as typer
+    does while it builds its parameter parsers, which it also builds without plugins.
+    """
+    if _PLUGINS_ENV in os.environ:
+        yield
+        return
+    os.environ[_PLUGINS_ENV] = "__all__"
+    try:
+        yield
+    finally:
+        os.environ.pop(_PLUGINS_ENV, None)
+
+
 class AdvisorGroup(HelpGroup):
     """Reports click's usage errors (unknown option, bad value) as our one-line ``error:`` / ``hint:``.
 
     A reader that goes away (``--help | head -1``) ends the command quietly with exit 0, and anything
-    unexpected is one ``internal error`` line (exit 70), never a traceback.
+    unexpected is one ``internal error`` line (exit 70), never a traceback. The commands of
+    :data:`COMMANDS` are built when first used (:class:`LazyCommands`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        loaders = {name: functools.partial(_build, name) for name in COMMANDS}
+        self.commands = LazyCommands(loaders, built=dict(self.commands))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # the names only: TyperGroup's own would build every command
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -52,7 +182,8 @@ class AdvisorGroup(HelpGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+            with _without_pydantic_plugins():
+                rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except _cx.NoArgsIsHelpError as exc:
             # Rich help prints itself while the exception is built; plain help comes back as the message.
             if exc.format_message():
@@ -103,17 +234,6 @@ Exit codes:
 Every error is one 'error:' line and a 'hint:' line on stderr. For the options and examples of a command,
 run: dropout-advisor COMMAND --help"""
 
-app = typer.Typer(
-    cls=AdvisorGroup,
-    name="dropout-advisor",
-    help=ROOT_HELP,
-    no_args_is_help=True,
-    add_completion=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -121,7 +241,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
@@ -130,14 +249,26 @@ def _root(
     pass
 
 
-def _register() -> None:
-    from advisor.cli import advise_cmds, audit_cmd, experiment_cmd, generate_cmds, knowledge_cmds, recipes_cmd, tune_cmd
+def new_app(cls: type[HelpGroup] = AdvisorGroup) -> typer.Typer:
+    """The root typer app with its options and no commands; ``cls`` :class:`AdvisorGroup` adds them lazily.
 
-    for module in (knowledge_cmds, advise_cmds, generate_cmds, audit_cmd, experiment_cmd, recipes_cmd, tune_cmd):
-        module.register(app)
+    With another ``cls``, :func:`register_all` gives the eagerly built app that the lazy one must equal.
+    """
+    root = typer.Typer(
+        cls=cls,
+        name="dropout-advisor",
+        help=ROOT_HELP,
+        no_args_is_help=True,
+        add_completion=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root.callback()(_root)
+    return root
 
 
-_register()
+app = new_app()
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def _no_type(ctx: Any) -> None:
     return None
 
 
-def _manual(command: Any) -> None:
+def manual(command: Any) -> None:
     """Plain help with real metavars for one command, or for every command of a group (also of a sub-app
     that was not given :class:`HelpGroup`)."""
     command.context_class = ManualContext
@@ -70,7 +70,7 @@ def _manual(command: Any) -> None:
     if isinstance(command, TyperGroup):
         if not isinstance(command, HelpGroup):
             for sub in command.commands.values():
-                _manual(sub)
+                manual(sub)
         return
     for param in command.params:
         if param.param_type_name == "option" and param.metavar is None:
@@ -88,7 +88,7 @@ class HelpGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for command in self.commands.values():
-            _manual(command)
+            manual(command)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """Each command with the whole first paragraph of its help, wrapped, never cut with '...'."""
