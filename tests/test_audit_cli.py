@@ -490,3 +490,17 @@ def test_an_error_in_the_models_code_is_not_blamed_on_the_input(runner, tmp_path
     result = audit(runner, f"{file}:Net", "-s", "2,4")
     assert_usage_error(result, "the cache was not initialised", "model's code")
     assert "--input-shape" not in result.stderr.split("hint:")[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [("8,3,32,32", (8, 3, 32, 32)), ("8x3x32x32", (8, 3, 32, 32)), ("(8, 16)", (8, 16)), ("(8,)", (8,))],
+)
+def test_input_shape_forms_parse_to_the_same_sizes(text, shape):
+    assert load.parse_shape(text) == shape
+
+
+@pytest.mark.parametrize("text", ["8,x", "8,16,x", "8,,16", "x8", "8,16.5", "", ",", "8,0", "8,-1", "８,16"])
+def test_input_shape_with_a_bad_size_is_refused_not_truncated(text):
+    with pytest.raises(load.UsageError, match="not a list of positive integers"):
+        load.parse_shape(text)

@@ -283,6 +283,30 @@ def test_dropout2d_on_n_c_l_is_flagged():
     assert "3-D" in hit.message and "Dropout1d" in hit.fix
 
 
+class LstmThenDropout2d(nn.Module):
+    """Dropout2d on a batch-first LSTM output (N, L, F): features are last, not second."""
+
+    def __init__(self, drop: nn.Module) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(16, 16, batch_first=True)
+        self.drop = drop
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(self.drop(out))
+
+
+def test_dropout2d_on_features_last_sequences_is_not_told_to_use_dropout1d():
+    lstm = LstmThenDropout2d(nn.Dropout2d(0.2))
+    (hit,) = found(lstm, SEQ, "channel-dropout-wrong-rank")
+    assert "features are last" in hit.message and "LSTM" in hit.message
+    assert "would drop whole time steps" in hit.fix and "use nn.Dropout1d" not in hit.fix
+    linear_first = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Dropout2d(0.2), nn.Linear(16, 2))
+    (hit,) = found(linear_first, SEQ, "channel-dropout-wrong-rank")
+    assert "Linear" in hit.message and "use nn.Dropout for element-wise" in hit.fix
+
+
 def test_dropout1d_on_n_c_l_is_not_flagged():
     assert slugs(conv1d_with(nn.Dropout1d(0.2)), SEQ) == set()
 

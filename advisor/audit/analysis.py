@@ -528,6 +528,25 @@ class Analysis:
             return f"{ev.name} {where}"
         return f"{ev.name}() in {where}"
 
+    def producer(self, acc: SiteAcc, through: frozenset[str] = frozenset()) -> tr.Event | None:
+        """The first operation (module or call) that produced the site's input, skipping no-ops.
+
+        ``through`` names operation categories to look past as well (e.g. ``{"activation"}`` to reach the
+        layer before a ReLU). None when the input is the model's input, a parameter, or the site never ran.
+        """
+        trace = self.train if acc.train_events else self.evals
+        events = acc.train_events or acc.eval_events
+        if not events or not trace.events[events[0]].producers:
+            return None
+        p = trace.events[events[0]].producers[0]
+        while (
+            p >= 0
+            and (self.noop(trace.events[p], trace) or trace.events[p].op in through)
+            and trace.events[p].producers
+        ):
+            p = trace.events[p].producers[0]
+        return trace.events[p] if p >= 0 else None
+
     def _neighbours(self, acc: SiteAcc) -> tuple[str | None, str | None]:
         trace = self.train if acc.train_events else self.evals
         events = acc.train_events or acc.eval_events

@@ -17,6 +17,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -53,18 +54,24 @@ class Built:
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'8,3,32,32' (or 8x3x32x32) -> (8, 3, 32, 32)."""
-    raw = text.replace("x", ",").replace("X", ",").replace(" ", "").strip("()[]")
-    try:
-        dims = tuple(int(p) for p in raw.split(",") if p != "")
-    except ValueError:
-        dims = ()
-    if not dims or any(d <= 0 for d in dims):
+    """Parse an input shape: '8,3,32,32', '8x3x32x32' or '(8, 3, 32, 32)' -> (8, 3, 32, 32).
+
+    Every size must be a positive integer; an empty or non-numeric size ('8,x', '8,,16') is refused,
+    never dropped. A single trailing comma, as in a Python tuple '(8,)', is allowed.
+
+    Raises:
+        UsageError: when the text is not a list of positive integers.
+    """
+    raw = text.replace(" ", "").strip("()[]")
+    parts = re.split(r"[,xX]", raw)
+    if len(parts) > 1 and parts[-1] == "" and raw.endswith(","):
+        parts.pop()
+    if not raw or not all(p.isdigit() and p.isascii() and int(p) > 0 for p in parts):
         raise UsageError(
             f"--input-shape '{text}' is not a list of positive integers",
             hint="write the sizes separated by commas, batch first: --input-shape 8,3,32,32",
         )
-    return dims
+    return tuple(int(p) for p in parts)
 
 
 def parse_kwargs(text: str | None) -> dict[str, Any]:

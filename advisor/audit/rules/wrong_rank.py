@@ -3,6 +3,7 @@
 Must flag::
 
     nn.Dropout2d(0.2) after nn.Conv1d          # (N, C, L): torch warns and treats it as channel-wise 1-D
+    nn.Dropout2d(0.2) after nn.LSTM(batch_first=True)   # (N, L, F): the fix is NOT Dropout1d (drops time steps)
 
 Must not flag::
 
@@ -20,6 +21,11 @@ SLUG = "channel-dropout-wrong-rank"
 ID = "DRP305"
 SEVERITY = "warning"
 TITLE = "Channel-wise dropout on the wrong rank"
+
+# Layers whose 3-D output has its features last ((N, L, F) batch first, or (L, N, F)): channel-wise dropout
+# of such a tensor drops whole time steps (or whole sequences), never features.
+_FEATURES_LAST = frozenset({"linear", "rnn-layer", "embedding", "attention"})
+_FEATURES_LAST_NAMES = frozenset({"LayerNorm", "RMSNorm", "layer_norm", "rms_norm"})
 
 
 def check(ctx: Analysis) -> None:
@@ -43,7 +49,16 @@ def check(ctx: Analysis) -> None:
                 f"receives 3-D input {shape}: PyTorch warns and treats it as (N, C, L) (channel-wise 1-D dropout); "
                 "the meaning of 3-D input changed between releases"
             )
-            fix = "use nn.Dropout1d for (N, C, L) tensors"
+            src = ctx.producer(acc, through=frozenset({"activation"}))
+            if src is not None and (src.op in _FEATURES_LAST or src.name in _FEATURES_LAST_NAMES):
+                what += f"; its input comes from {ctx.describe(src)}, so its features are last"
+                fix = (
+                    "this is a sequence with features last ((N, L, F) or (L, N, F)): nn.Dropout1d would drop "
+                    "whole time steps, not features; use nn.Dropout for element-wise dropout, or locked "
+                    "(variational) dropout with one mask per sequence (DRP013; Gal & Ghahramani 2016)"
+                )
+            else:
+                fix = "use nn.Dropout1d for (N, C, L) tensors (channels second, as Conv1d produces them)"
         elif acc.kind == "dropout2d" and rank == 2:
             what = f"receives 2-D input {shape}: there are no channels to drop; PyTorch warns and drops elements"
             fix = "use nn.Dropout for (N, F) tensors"
