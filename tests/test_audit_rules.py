@@ -495,6 +495,31 @@ def test_channel_dropout_on_a_conv_feature_map_is_not_flagged():
     assert slugs(conv_with(nn.Dropout2d(0.1)), IMG) == set()
 
 
+class WideBlock(nn.Module):
+    """Wide ResNet's pre-activation block: element-wise dropout between the two convs (DRP009's recipe)."""
+
+    def __init__(self, residual: bool = True) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+        self.conv1, self.conv2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.dropout = nn.Dropout(0.3)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(self.dropout(F.relu(self.bn2(out))))
+        return x + out if self.residual else out
+
+
+def test_elementwise_dropout_inside_a_wide_resnet_block_is_not_flagged():
+    assert slugs(nn.Sequential(WideBlock(), WideBlock()), IMG) == set()
+
+
+def test_the_same_dropout_in_a_plain_conv_stack_is_still_info():
+    (hit,) = found(nn.Sequential(WideBlock(residual=False)), IMG, "elementwise-dropout-on-feature-maps")
+    assert hit.module == "0.dropout"
+
+
 class AttentionProbsDropout(nn.Module):
     """BERT drops 4-D attention probabilities element-wise: not a feature map."""
 
