@@ -204,13 +204,18 @@ SCHEDULES = {
     "decayed linearly to 0, then off (DRP202)",
     "late": "late dropout: off for the first part of training, this rate from then on (DRP202)",
     "rise-with-depth": "one rate per block, rising with depth",
-    "linear-depth": "stochastic depth: p_l = l/L · p_L, rising linearly to the last block",
+    "linear-depth": "stochastic depth: the per-block rate rises linearly with depth to the last block's",
 }
 
 
-def schedule_text(schedule: str) -> str:
-    """The schedule in words; empty for a constant rate."""
-    return SCHEDULES.get(schedule, "" if schedule == "constant" else schedule)
+def schedule_text(schedule: str, depth_rule: str | None = None) -> str:
+    """The schedule in words; empty for a constant rate. Drop-path names the rule its blocks follow."""
+    from advisor.advise.depth import RULE_TEXT
+
+    text = SCHEDULES.get(schedule, "" if schedule == "constant" else schedule)
+    if depth_rule in RULE_TEXT:
+        text += f" ({RULE_TEXT[depth_rule]})"
+    return text
 
 
 def _ids(ids: list[str]) -> str:
@@ -238,6 +243,15 @@ def _rates(group: list[Any]) -> str:
     if len(parts) > 4:  # one rate per block (drop-path's l/L rule): the first and the last say it
         return f"p={parts[0]} … {parts[-1]}"
     return "p=" + ", ".join(parts)
+
+
+def _range(group: list[Any]) -> str:
+    """The cited range of a group; for drop-path rising with depth, the last block's (the others scale)."""
+    site = group[0]
+    if getattr(site, "depth_rule", None) is not None:
+        site = max(group, key=lambda s: s.p_range[1])
+        return f"{site.p_range[0]:g}–{site.p_range[1]:g} at the last block"
+    return f"{site.p_range[0]:g}–{site.p_range[1]:g}"
 
 
 def _fields(fields: list[str]) -> str:
@@ -271,10 +285,10 @@ def site_group_view(group: list[Any]) -> dict[str, str]:
         "module": first.module,
         "kind": first.kind,
         "rates": _rates(group),
-        "range": f"{first.p_range[0]:g}–{first.p_range[1]:g}",
+        "range": _range(group),
         "where": first.where,
         "layers": layers,
-        "schedule": schedule_text(first.schedule),
+        "schedule": schedule_text(first.schedule, getattr(first, "depth_rule", None)),
         "why": why,
         "recommendations": ", ".join(first.recommendations),
         "sources": ", ".join(first.citations),

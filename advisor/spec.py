@@ -37,7 +37,11 @@ class Spec(BaseModel):
         "Transformer layers, graph-conv layers (gnn)",
     )
     width: int | None = Field(default=None, ge=1, le=1_000_000, description="hidden width / channels / d_model")
-    batch_norm: bool | None = None
+    batch_norm: bool | None = Field(
+        default=None,
+        description="BatchNorm after the convs or linears; a resnet without it is normalized with LayerNorm, in "
+        "ConvNeXt's block layout",
+    )
     activation: Activation | None = None
     # CNN
     pooling: Literal["max", "avg", "none"] | None = None
@@ -81,8 +85,8 @@ class Spec(BaseModel):
     def _consistent(self) -> Spec:
         if self.underfitting and self.overfitting in ("mild", "strong"):
             raise ValueError("a model cannot both underfit and overfit: choose --underfitting or --overfitting")
-        if self.arch == "resnet" and self.batch_norm is False:
-            raise ValueError("'resnet' means a BatchNorm residual CNN; for a conv net without BatchNorm use arch 'cnn'")
+        if self.arch == "resnet" and self.batch_norm is False and self.wide:
+            raise ValueError("a Wide ResNet has BatchNorm in every block: leave out --no-batch-norm with --wide")
         return self
 
     def resolved(self) -> Spec:

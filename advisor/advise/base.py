@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from advisor.advise.depth import DEPTH_RULES, block_range, block_rate, explain
 from advisor.errors import NotFoundError, SpecError
 from advisor.knowledge import KnowledgeBase
 from advisor.plan import Note, Op, PlanSite
@@ -249,9 +250,11 @@ def base_sites(
         if not positions:
             unmapped.append(rsite)
             continue
-        cites = [src.citation for src in rsite.sources]
+        cites = list(dict.fromkeys(src.citation for src in rsite.sources))
         cites += [c for c in recipe.citations if c not in cites]
         free = [pos for pos in positions if pos not in taken or rsite.role in STRUCTURAL_ROLES]
+        if rsite.blocks is not None:  # e.g. EfficientNet's drop connect: only blocks with an identity skip
+            free = [pos for pos in free if _blocks(ops, pos)[0] in rsite.blocks]
         if not free:
             unmapped.append(rsite)  # e.g. GoogLeNet's auxiliary heads: the stack has one head, held by the main one
             continue
@@ -260,6 +263,11 @@ def base_sites(
             generic = index.get((pos, rsite.kind), [])
             block, n = _blocks(ops, pos)
             p, schedule, rate_why = _base_rate(rsite, block, n, s)
+            if p == 0.0 and schedule == "linear-depth":
+                continue  # the first block of a rule that starts at 0 (linspace): no site, as in the cited code
+            p_range = (min(recorded), max(recorded))
+            if schedule == "linear-depth" and block is not None:
+                p_range = block_range(rsite.schedule, min(recorded), max(recorded), block, n)
             if len(recorded) > 1:
                 span = f"{min(recorded):g}–{max(recorded):g}"
                 move = "strong overfitting → its top" if raise_to_top else "its low end"
@@ -281,8 +289,9 @@ def base_sites(
                     kind=rsite.kind,
                     module=module,
                     p=p,
-                    p_range=(min(recorded), max(recorded)),
+                    p_range=p_range,
                     schedule=schedule,
+                    depth_rule=rsite.schedule if schedule == "linear-depth" else None,
                     reason=reason,
                     recommendations=[BASE_RULE] + [r.id for r, _ in generic if r.id != BASE_RULE],
                     citations=cites,
@@ -373,9 +382,9 @@ def _site_key(site: RecipeSite) -> tuple[object, ...]:
 
 
 def _base_rate(site: RecipeSite, block: int | None, n: int, s: Spec) -> tuple[float, str, str]:
-    if site.schedule == "linear-depth" and block is not None:
-        p = round(site.p * (block + 1) / n, 3)
-        return p, "linear-depth", f"p_l = l/L · {site.p:g}: {p:g} at block {block + 1} of {n}"
+    if site.schedule in DEPTH_RULES and block is not None:
+        # The recipe's own per-block rule (timm's linspace, EfficientNet's index, Huang's l/L).
+        return block_rate(site.schedule, site.p, block, n), "linear-depth", explain(site.schedule, site.p, block, n)
     if s.underfitting and s.regime != "fine-tuning":
         return site.p, "early", "underfitting → the recipe's rate as early dropout (DRP202), then off"
     return site.p, "constant", ""
