@@ -782,3 +782,95 @@ def test_base_plans_add_no_site_and_raise_no_rate(values, fixture_kb):
         rsites = [r for r in recipe.sites if r.role == s.role and r.kind == s.kind]
         assert rsites, f"{s.id}: a site {recipe.key} does not have"
         assert s.p <= max(r.p for r in rsites)
+
+
+# ---- drop-path as the cited code computes it (review kinds 1, 5 and 8) ----
+
+
+def test_swin_t_fine_tuning_reproduces_timm_linspace_per_block():
+    plan = recommend(Spec(arch="transformer", base="swin-t", regime="fine-tuning"))
+    by_block = {s.block: s.p for s in plan.sites}
+    # torch.linspace(0, 0.2, 12): block 1 gets 0 (no site), then 0.018, 0.036 ... 0.2
+    assert 0 not in by_block
+    assert by_block[1] == 0.018 and by_block[2] == 0.036 and by_block[11] == 0.2
+    for s in plan.sites:
+        assert s.p_range[0] <= s.p <= s.p_range[1]
+        assert "linspace(0, 0.2, 12)" in s.reason and "l/L" not in s.reason
+
+
+def test_efficientnet_b0_drop_path_only_on_its_nine_identity_skip_blocks():
+    plan = recommend(Spec(arch="resnet", base="efficientnet-b0", regime="fine-tuning"))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert [s.block for s in dp] == [2, 4, 6, 7, 9, 10, 12, 13, 14]
+    assert [s.p for s in dp] == [round(0.2 * b / 16, 3) for b in (2, 4, 6, 7, 9, 10, 12, 13, 14)]
+    assert dp[-1].p == 0.175
+
+
+def test_efficientnet_b7_drop_path_skips_the_first_block_of_each_stage():
+    plan = recommend(Spec(arch="resnet", base="efficientnet-b7", regime="fine-tuning"))
+    blocks = {s.block for s in plan.sites if s.kind == "drop-path"}
+    assert len(blocks) == 55 - 7 and not blocks & {0, 4, 11, 18, 28, 38, 51}
+
+
+def test_convnext_t_keeps_its_drop_path_and_never_says_it_has_no_dropout():
+    plan = recommend(Spec(arch="resnet", base="convnext-t", regime="fine-tuning"))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert len(dp) == 17 and dp[-1].p == 0.1 and dp[0].p == round(0.1 / 17, 3)
+    assert all(s.before == "residual-add" for s in dp)
+    said = " ".join(n.text for n in plan.notes)
+    assert "has no dropout in its" not in said and "has no dropout anywhere" not in said and "no place for" not in said
+
+
+def test_a_residual_cnn_without_batchnorm_is_a_valid_spec_but_a_wide_one_is_not():
+    plan = recommend(Spec(arch="resnet", batch_norm=False, layers=4))
+    assert not any(o.kind == "batchnorm" for o in plan.layers)
+    with pytest.raises(ValidationError, match="Wide ResNet"):
+        Spec(arch="resnet", batch_norm=False, wide=True)
+
+
+def test_vision_transformer_drop_path_follows_deit_linspace_and_stays_in_range():
+    plan = recommend(Spec(arch="transformer", layers=12, width=768, modality="image", samples=1_281_167))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert {s.depth_rule for s in dp} == {"linspace"} and min(s.block for s in dp) == 1
+    assert max(s.p for s in dp) == 0.1
+    for s in dp:
+        assert s.p_range[0] <= s.p <= s.p_range[1]
+
+
+def test_resnet_50_shaped_net_on_imagenet_gets_no_drop_path_from_block_count():
+    plan = recommend(Spec(arch="resnet", layers=16, samples=1_280_000, params=25_000_000))
+    assert not any(s.kind == "drop-path" for s in plan.sites)
+
+
+def test_resnet_gets_huangs_drop_path_when_it_overfits_or_is_huang_deep():
+    overfit = recommend(Spec(arch="resnet", layers=16, overfitting="strong"))
+    deep = recommend(Spec(arch="resnet", layers=54))
+    for plan in (overfit, deep):
+        dp = [s for s in plan.sites if s.kind == "drop-path"]
+        assert dp and {s.depth_rule for s in dp} == {"linear-depth"}
+        assert dp[0].p == round(dp[-1].p / len(dp), 3), "Huang et al.: the first block drops p_L / L"
+
+
+def test_drop_path_where_text_does_not_claim_a_start_at_zero_under_huangs_rule():
+    plan = recommend(Spec(arch="resnet", layers=16, overfitting="strong"))
+    for s in plan.sites:
+        if s.kind == "drop-path":
+            assert "from 0" not in s.where
+
+
+# ---- ViT-B/16 from scratch: one answer (review kind 4) ----
+
+
+def test_vit_b_16_from_scratch_gives_the_same_sites_with_and_without_base():
+    with_base = recommend(Spec(arch="transformer", base="vit-b-16", regime="scratch", samples=1_281_167))
+    recipe = default_kb().recipes["vit-b-16"].spec
+    without = recommend(Spec.model_validate({**recipe, "regime": "scratch", "samples": 1_281_167}))
+    assert with_base.sites, "never an unregularized ViT-B/16 from scratch"
+    assert [(s.position, s.kind, s.p) for s in with_base.sites] == [(s.position, s.kind, s.p) for s in without.sites]
+    said = " ".join(n.text for n in with_base.notes)
+    assert "DeiT" in said and "0.1 for ViT-B" in said, "the plan says which side it follows and records the other"
+
+
+def test_vit_b_16_fine_tuning_keeps_the_released_configuration():
+    plan = recommend(Spec(arch="transformer", base="vit-b-16", regime="fine-tuning"))
+    assert plan.sites == []
