@@ -874,3 +874,36 @@ def test_vit_b_16_from_scratch_gives_the_same_sites_with_and_without_base():
 def test_vit_b_16_fine_tuning_keeps_the_released_configuration():
     plan = recommend(Spec(arch="transformer", base="vit-b-16", regime="fine-tuning"))
     assert plan.sites == []
+
+
+# ---- schedules that match the rates (review kind 6) ----
+
+
+def test_a_push_that_flattens_the_depth_ramp_is_shown_as_constant():
+    for overfitting in ("strong", "none"):
+        plan = recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000, overfitting=overfitting))
+        conv = [s for s in plan.sites if s.kind == "dropout2d"]
+        assert len({s.p for s in conv}) == 1
+        assert {s.schedule for s in conv} == {"constant"}
+        assert "rising with depth" not in plan_plain(plan) and "rise-with-depth" not in plan_plain(plan)
+
+
+def test_an_unpushed_depth_ramp_rises():
+    plan = recommend(Spec(arch="cnn", layers=3, samples=50_000))
+    conv = [s for s in plan.sites if s.kind == "dropout2d"]
+    assert [s.p for s in conv] == [0.01, 0.1, 0.1] and {s.schedule for s in conv} == {"rise-with-depth"}
+
+
+def test_early_dropout_sites_show_the_early_rate_range_not_a_blend():
+    plan = recommend(Spec(arch="mlp", layers=2, width=64, samples=1_000_000, modality="tabular", underfitting=True))
+    for s in plan.sites:
+        assert s.schedule == "early" and s.p == 0.1 and s.p_range == (0.1, 0.1)
+    text = plan_plain(plan)
+    assert "0 for the first part of training" not in text and "range 0.1-0.5" not in text
+
+
+def test_early_drop_path_still_rises_with_depth():
+    plan = recommend(Spec(arch="transformer", layers=4, width=256, samples=1_000_000, underfitting=True, modality="image"))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert dp and {s.schedule for s in dp} == {"early"}
+    assert [s.p for s in dp] == sorted(s.p for s in dp) and dp[0].p < dp[-1].p
