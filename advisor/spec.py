@@ -83,6 +83,12 @@ class Spec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
+        for name, families in FAMILY_FIELDS.items():
+            if getattr(self, name) is not None and self.arch not in families:
+                flag = "--task" if name == "rnn_task" else "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} applies to --arch {' or '.join(families)} only, not to --arch {self.arch}: leave it out"
+                )
         if self.underfitting and self.overfitting in ("mild", "strong"):
             raise ValueError("a model cannot both underfit and overfit: choose --underfitting or --overfitting")
         if self.arch == "resnet" and self.batch_norm is False and self.wide:
@@ -102,6 +108,24 @@ class Spec(BaseModel):
         """What was given (not defaults), in the answers-file shape."""
         return self.model_dump(exclude_defaults=True, exclude_none=True)
 
+
+#: Fields that describe one family's structure; giving one for another family is a usage error, never
+#: silently ignored (``--wide`` on an RNN).
+FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
+    "pooling": ("cnn",),
+    "head": ("cnn", "resnet"),
+    "fc_layers": ("cnn", "resnet"),
+    "wide": ("resnet",),
+    "cell": ("rnn",),
+    "bidirectional": ("rnn",),
+    "rnn_task": ("rnn",),
+    "embeddings": ("rnn",),
+    "transformer": ("transformer",),
+    "norm": ("transformer",),
+    "positions": ("transformer",),
+    "embedding_norm": ("transformer",),
+    "gnn": ("gnn",),
+}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"layers": 2, "width": 512, "batch_norm": False, "activation": "relu", "modality": "tabular"},
@@ -166,8 +190,8 @@ def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
     ``source`` may map field names to where each value came from (answers file or flags).
     """
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(answers)"
-    msg = err["msg"]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         import difflib
 
@@ -176,9 +200,8 @@ def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
     field = str(err["loc"][0]) if err["loc"] else ""
     where = source if isinstance(source, str) else source.get(field, "flags")
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return SpecError(
-        f"{where}: field '{loc}': {msg}{more}", hint="see 'dropout-advisor recommend --help' for every field"
-    )
+    what = f"field '{loc}': " if loc else ""  # a check across fields names no single field
+    return SpecError(f"{where}: {what}{msg}{more}", hint="see 'dropout-advisor recommend --help' for every field")
 
 
 def check_given(values: dict[str, Any], source: str | dict[str, str] = "flags") -> None:

@@ -81,13 +81,46 @@ def resolve_base(name: str, kb: KnowledgeBase) -> Recipe:
         ) from None
 
 
+#: Spec fields that make a recipe what it is: a value that contradicts the recipe's is refused (its sites
+#: would not apply). Size fields (layers, width, params) may differ: the plan then says the recipe's rates
+#: were published for its own size.
+STRUCTURAL_FIELDS = (
+    "arch",
+    "transformer",
+    "gnn",
+    "cell",
+    "rnn_task",
+    "wide",
+    "norm",
+    "positions",
+    "embedding_norm",
+    "batch_norm",
+    "activation",
+    "pooling",
+    "head",
+    "fc_layers",
+    "bidirectional",
+    "embeddings",
+    "modality",
+)
+SIZE_FIELDS = ("layers", "width")
+
+
+def _flag(name: str) -> str:
+    return "--task" if name == "rnn_task" else "--" + name.replace("_", "-")
+
+
 def _check_family(recipe: Recipe, values: dict[str, Any], source: str) -> None:
-    arch = recipe.spec.get("arch")
-    if "arch" in values and arch is not None and values["arch"] != arch:
-        raise SpecError(
-            f"{source}: --base {recipe.key} is a {arch} ({recipe.name}), but arch is '{values['arch']}'",
-            hint=f"leave out --arch (the recipe sets it), or choose a {values['arch']} recipe",
-        )
+    """Refuse given values that contradict the recipe's structure (another family, a GCN for GAT's recipe ...)."""
+    for name in STRUCTURAL_FIELDS:
+        want = recipe.spec.get(name)
+        if name in values and values[name] is not None and want is not None and values[name] != want:
+            got = values[name]
+            raise SpecError(
+                f"{source}: --base {recipe.key} ({recipe.name}) has {name} = {want!r}, but {_flag(name)} gives {got!r}",
+                hint=f"leave out {_flag(name)} (the recipe sets it), or choose a recipe whose {name} is {got!r} "
+                "('dropout-advisor recipes list'), or leave out --base",
+            )
 
 
 def fill_from_base(values: dict[str, Any], kb: KnowledgeBase) -> tuple[dict[str, Any], Recipe | None]:
@@ -96,8 +129,13 @@ def fill_from_base(values: dict[str, Any], kb: KnowledgeBase) -> tuple[dict[str,
     ``base`` becomes the recipe's key. Raises :class:`SpecError` for an unknown recipe or another family.
     """
     name = values.get("base")
-    if not name:
+    if name is None:
         return values, None
+    if not str(name).strip():
+        raise SpecError(
+            "--base: an empty recipe name",
+            hint="give a recipe name ('dropout-advisor recipes list'), or leave out --base",
+        )
     recipe = resolve_base(str(name), kb)
     _check_family(recipe, values, "flags")
     merged = {**recipe.spec, **values, "base": recipe.key}
@@ -317,6 +355,21 @@ def base_sites(
                 "reduce the epochs, add weight decay or data first."
             )
     notes.append(Note.model_construct(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
+    resized = [
+        f"{name} {getattr(s, name)} (the recipe's {recipe.spec[name]})"
+        for name in SIZE_FIELDS
+        if name in recipe.spec and getattr(s, name) is not None and getattr(s, name) != recipe.spec[name]
+    ]
+    if resized:
+        notes.append(
+            Note.model_construct(
+                text=f"Your network differs in size from {recipe.name}: {', '.join(resized)}. The plan keeps the "
+                f"recipe's rates, which its sources give for {recipe.name}'s own size only; for a model of your own "
+                "size, leave out --base and the size rules of the entries apply.",
+                recommendations=[BASE_RULE],
+                citations=list(recipe.citations),
+            )
+        )
     if not sites and not recipe.sites:
         where = "; ".join(
             f"{src.citation}: {src.locator}" + (f" @ {src.commit}" if src.commit else "")

@@ -165,7 +165,7 @@ def spec_from_flags(flags: dict[str, Any], command: str) -> tuple[Any, dict[str,
 
     values, origins = _gather(flags)
     recipe = None
-    if values.get("base"):
+    if values.get("base") is not None:
         values, recipe = fill_from_base(values, default_kb())
     require_complete(values, command)
     spec = build_spec(values, source=origins)
