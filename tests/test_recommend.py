@@ -407,7 +407,7 @@ def test_unknown_base_is_a_usage_error_with_suggestions():
 
 
 def test_base_of_another_family_is_refused():
-    with pytest.raises(SpecError, match="is a transformer"):
+    with pytest.raises(SpecError, match="has arch = .transformer."):
         recommend(Spec(arch="cnn", base="bert-base"))
 
 
@@ -610,6 +610,11 @@ def _spec(values: dict, kb: KnowledgeBase) -> Spec:
         values = {**recipe.spec, **{k: values[k] for k in keep}}
     if values.get("underfitting") and values["overfitting"] in ("mild", "strong"):
         values["overfitting"] = "unknown"
+    from advisor.spec import FAMILY_FIELDS
+
+    for name, families in FAMILY_FIELDS.items():  # another family's fields are refused: draw only this one's
+        if values.get("arch") not in families:
+            values[name] = None
     try:
         return Spec(**values)
     except ValidationError:
