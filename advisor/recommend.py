@@ -328,7 +328,11 @@ class _Engine:
 
         if self.recipe is not None:
             # The recipe decides placement and rates: only process and implementation advice joins it.
-            note_recs = [r for r in note_recs if r.category in ("process", "implementation")]
+            note_recs = [
+                r
+                for r in note_recs
+                if r.category in ("process", "implementation") or (r.engine is not None and r.engine.base_plans)
+            ]
         notes += self._notes(note_recs, sites)
         sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
         # The engine's own output is built without validation (that would build pydantic's validators for

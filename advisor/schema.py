@@ -378,6 +378,10 @@ class Engine(Strict):
         description="Gaps this entry's plan text says take no dropout: the engine never shows the text next to a "
         "site there, and the tests check it.",
     )
+    base_plans: bool = Field(
+        default=False,
+        description="A note also shown in --base plans, which otherwise keep only process and implementation notes.",
+    )
     thresholds: list[Threshold] = Field(
         default_factory=list,
         description="Every number a condition of 'when' or of a rate rule compares the spec with, with its source.",

@@ -912,3 +912,28 @@ def test_early_drop_path_still_rises_with_depth():
     dp = [s for s in plan.sites if s.kind == "drop-path"]
     assert dp and {s.schedule for s in dp} == {"early"}
     assert [s.p for s in dp] == sorted(s.p for s in dp) and dp[0].p < dp[-1].p
+
+
+# ---- LoRA fine-tuning of dropout-free bases (review kind 1) ----
+
+
+@pytest.mark.parametrize("base", ["llama-7b", "llama-2-7b", "mistral-7b"])
+def test_fine_tuning_a_dropout_free_base_gives_the_adapter_dropout_with_its_source(base):
+    plan = recommend(Spec(arch="transformer", base=base, regime="fine-tuning"))
+    assert plan.sites == []
+    (lora,) = [n for n in plan.notes if n.recommendations == ["DRP208"]]
+    assert "0.1 up to 13B and 0.05 for 33B and 65B" in lora.text and "dettmers2023qlora" in lora.citations
+    assert lora.contested
+    said = " ".join(n.text for n in plan.notes)
+    assert "no dropout to turn on for full fine-tuning" in said
+
+
+def test_adapter_dropout_is_not_shown_outside_fine_tuning():
+    plan = recommend(Spec(arch="transformer", base="llama-2-7b", regime="pretraining"))
+    assert not any("DRP208" in n.recommendations for n in plan.notes)
+
+
+def test_drp022_cites_the_t5_v1_1_checkpoints_and_does_not_promise_dropout_for_every_base(kb):
+    rec = kb.recommendations["DRP022"]
+    assert "t5-checkpoints" in rec.citations and "t5-checkpoints" in rec.rate.citations
+    assert "re-enable it for fine-tuning" not in rec.summary and "LLaMA has none to turn on" in rec.summary

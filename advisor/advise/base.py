@@ -377,7 +377,10 @@ def base_sites(
         )
         text = f"{recipe.name} has no dropout anywhere ({where})."
         if s.regime == "fine-tuning":
-            text += " Its sources give no dropout to turn on for fine-tuning, so the plan adds none."
+            text += (
+                " Its sources give no dropout to turn on for full fine-tuning, so the plan adds none; adapters "
+                "(LoRA, QLoRA) have a dropout of their own (DRP208)."
+            )
         notes.append(Note.model_construct(text=text, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     elif not sites:
         others = [r for r in recipe.regime if r != used and any(_site_applies(x, r) and x.p > 0 for x in recipe.sites)]
