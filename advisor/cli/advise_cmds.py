@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from advisor.cli.common import DocFormat, emit_json, emit_text, guarded, print_error
-from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError
+from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError, UsageError
 
 
 def _spec_flags(
@@ -277,7 +277,14 @@ def ask_cmd(
       dropout-advisor ask --arch cnn          # skip the first question
     """
     if question:
-        _answer_question(" ".join(question), fmt, limit)
+        text = " ".join(question)
+        if not text.strip():
+            raise UsageError(
+                "the question is empty",
+                hint='ask in words, e.g. dropout-advisor ask "dropout before or after max pooling?", '
+                "or run 'dropout-advisor ask' with no argument for the interview",
+            )
+        _answer_question(text, fmt, limit)
         return
     from rich.console import Console
 
