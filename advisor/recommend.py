@@ -39,6 +39,18 @@ EARLY_RULE = "DRP202"
 STRUCTURAL = {"recurrent-connection", "identity-path"}
 
 
+def layer_module(module: str, s: Spec, *near: Op) -> str:
+    """``module`` as the user's stack has it: a Transformer site in a decoder block is set by
+    ``nn.TransformerDecoderLayer(dropout=)`` (the same three dropouts, plus the cross-attention one), not by the
+    encoder layer that the knowledge entries name."""
+    encoder_layer = "nn.TransformerEncoderLayer(dropout=)"
+    if module != encoder_layer or s.arch != "transformer":
+        return module
+    if s.transformer == "decoder" or any("decoder" in op.tags or " decoder " in f" {op.label} " for op in near):
+        return "nn.TransformerDecoderLayer(dropout=)"
+    return module
+
+
 def recommend(spec: Spec, kb: KnowledgeBase | None = None) -> Plan:
     """The placement plan for ``spec``.
 
@@ -380,8 +392,10 @@ class _Engine:
         eng = rec.engine
         assert eng is not None
         kind = match.kind or rec.site.kind
-        module = (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper())
         before, after = ops[pos], ops[pos - 1]
+        module = layer_module(
+            (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper()), s, after, before
+        )
         block = after.block if after.block is not None else before.block
         r = self._rate(rec, match, kind, block, after)
         p, low, high, schedule, why, moved = r.p, r.low, r.high, r.schedule, r.why, r.moved

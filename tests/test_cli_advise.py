@@ -280,7 +280,11 @@ def test_a_flag_of_another_family_is_refused_not_ignored(runner, args, flag):
     result = runner.invoke(app, ["recommend", *args])
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"error: flags: {flag} applies to --arch") and lines[1].startswith("hint:")
+    assert (
+        len(lines) == 2
+        and lines[0].startswith(f"error: flags: {flag} applies to --arch")
+        and lines[1].startswith("hint:")
+    )
     assert "(answers)" not in result.stderr and "Value error" not in result.stderr
 
 

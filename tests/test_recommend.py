@@ -154,7 +154,7 @@ def test_fine_tuning_a_no_dropout_base_says_what_its_sources_say(fixture_kb):
     assert plan.sites == []
     text = " ".join(n.text for n in plan.notes)
     assert "has no dropout anywhere" in text and "touvron2023" in text
-    assert "no dropout to turn on for fine-tuning" in text
+    assert "no dropout to turn on for full fine-tuning" in text
 
 
 def test_t5_v1_1_base_pretrains_without_dropout_and_fine_tunes_with_it(fixture_kb):
@@ -715,10 +715,12 @@ def test_no_text_in_a_plan_denies_a_site_of_the_same_plan(values, fixture_kb):
 
 # Each entry's not_applies_to, as a predicate on the (resolved) spec: the plan must not show the entry.
 EXCLUDED = {
-    "DRP002": lambda s, plan: s.regime != "scratch"
-    or s.arch not in ("mlp", "rnn")
-    or (s.arch == "mlp" and (s.modality == "text" or s.activation == "selu"))
-    or (s.arch == "rnn" and bool(s.embeddings)),
+    "DRP002": lambda s, plan: (
+        s.regime != "scratch"
+        or s.arch not in ("mlp", "rnn")
+        or (s.arch == "mlp" and (s.modality == "text" or s.activation == "selu"))
+        or (s.arch == "rnn" and bool(s.embeddings))
+    ),
     "DRP003": lambda s, plan: s.head == "gap" or s.arch == "resnet",
     "DRP004": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn",
     "DRP005": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn" or s.activation == "selu",
@@ -908,7 +910,9 @@ def test_early_dropout_sites_show_the_early_rate_range_not_a_blend():
 
 
 def test_early_drop_path_still_rises_with_depth():
-    plan = recommend(Spec(arch="transformer", layers=4, width=256, samples=1_000_000, underfitting=True, modality="image"))
+    plan = recommend(
+        Spec(arch="transformer", layers=4, width=256, samples=1_000_000, underfitting=True, modality="image")
+    )
     dp = [s for s in plan.sites if s.kind == "drop-path"]
     assert dp and {s.schedule for s in dp} == {"early"}
     assert [s.p for s in dp] == sorted(s.p for s in dp) and dp[0].p < dp[-1].p
@@ -937,3 +941,76 @@ def test_drp022_cites_the_t5_v1_1_checkpoints_and_does_not_promise_dropout_for_e
     rec = kb.recommendations["DRP022"]
     assert "t5-checkpoints" in rec.citations and "t5-checkpoints" in rec.rate.citations
     assert "re-enable it for fine-tuning" not in rec.summary and "LLaMA has none to turn on" in rec.summary
+
+
+# ---- readability (review-advice.md, kind 12) ----
+
+
+def _base(name: str, arch: str = "transformer") -> Plan:
+    return recommend(Spec(arch=arch, base=name, regime="fine-tuning"), default_kb())
+
+
+def test_text_tree_collapses_repeated_blocks():
+    text = plan_plain(_base("llama-7b"))
+    assert "… decoder 2–32: same as decoder 1" in text
+    assert "decoder 2 FFN" not in text
+    assert len(text.splitlines()) < 40
+
+
+def test_markdown_tree_collapses_repeated_blocks_and_names_their_sites(kb):
+    md = plan_markdown(_base("t5-base"), kb)
+    tree = md.split("## Sites")[0]
+    assert "… encoder 2–12: same as encoder 1 (sites S6–S49)" in tree
+    assert "… decoder 2–12: same as decoder 1" in tree
+    assert "encoder 7 FFN" not in tree
+
+
+def test_collapsed_drop_path_blocks_show_their_per_block_rates():
+    text = plan_plain(_base("deit-b"))
+    same = [line for line in text.splitlines() if "same as" in line]
+    assert same and "per-block" in same[0]
+    # the last block's rate is the recipe's final rate
+    assert same[0].rstrip(")").endswith("0.1")
+
+
+def test_blocks_that_differ_are_not_collapsed():
+    # Srivastava's element-wise conv rates differ per block (0.25, 0.25, 0.5): no block is "the same"
+    plan = recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000, overfitting="strong"))
+    assert "same as" in plan_plain(plan)  # channel-wise, one rate: blocks 2-3 repeat block 1
+    rnn = recommend(Spec(arch="rnn", cell="lstm", layers=2, width=650, rnn_task="lm", samples=1_000_000))
+    assert "same as" not in plan_plain(rnn)  # layer 2 feeds the output, layer 1 does not
+
+
+def test_decoder_sites_are_set_by_the_decoder_layer():
+    plan = recommend(Spec(arch="transformer", transformer="encoder-decoder", layers=2, width=256, samples=100_000))
+    by_module = {(s.module, "decoder" in s.after_label or s.block is not None and s.block >= 2) for s in plan.sites}
+    assert ("nn.TransformerDecoderLayer(dropout=)", True) in by_module
+    assert all(
+        s.module != "nn.TransformerEncoderLayer(dropout=)" or (s.block is not None and s.block < 2) for s in plan.sites
+    )
+
+
+def test_decoder_only_base_sites_are_set_by_the_decoder_layer():
+    modules = {s.module for s in _base("gpt2").sites}
+    assert "nn.TransformerEncoderLayer(dropout=)" not in modules
+    assert "nn.TransformerDecoderLayer(dropout=)" in modules
+
+
+def test_gat_site_groups_have_distinct_where_texts():
+    plan = recommend(Spec(arch="gnn", gnn="gat", layers=2, width=64, samples=140))
+    wheres = [g[0].where for g in plan.site_groups()]
+    assert len(wheres) == 3 and len(set(wheres)) == 3
+
+
+def test_one_layer_is_singular():
+    plan = recommend(Spec(arch="rnn", cell="gru", layers=1, width=256, rnn_task="classifier", samples=20_000))
+    assert plan_plain(plan).splitlines()[0] == "Dropout plan: rnn, 1 layer"
+
+
+def test_group_authors_render_whole_and_empty_venues_leave_no_gap(kb):
+    from advisor.explain import short_ref
+
+    assert short_ref(kb.citations["transformers-modeling"]).startswith("Hugging Face Transformers contributors ")
+    assert short_ref(kb.citations["cv240305"]).startswith("Cross Validated contributors ")
+    md = plan_markdown(recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000)), kb)
+    assert "*. ." not in md and ". . " not in md

@@ -263,6 +263,7 @@ def base_sites(
     unmapped: list[RecipeSite] = []
     taken: dict[int, str] = {}
     from advisor.advise.roles import STRUCTURAL_ROLES, role_positions
+    from advisor.recommend import layer_module
 
     index = _generic_index(s, ops, kb)
     # A site listed more than once for the regime (same role, kind, scope and fields) is a range the
@@ -310,7 +311,9 @@ def base_sites(
                 span = f"{min(recorded):g}–{max(recorded):g}"
                 move = "strong overfitting → its top" if raise_to_top else "its low end"
                 rate_why = "; ".join(x for x in (f"the recipe records {span} here: {move}", rate_why) if x)
-            module = generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout")
+            module = layer_module(
+                generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout"), s, ops[pos - 1], ops[pos]
+            )
             fields = ", ".join(dict.fromkeys(f.split(":", 1)[1] for f in rsite.fields))
             reason = f"{phrase}: {rsite.where}" + (f" (set by {fields})" if fields else "") + f" [{recipe.key}]."
             if rate_why:
