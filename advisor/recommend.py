@@ -473,10 +473,10 @@ class _Engine:
             ]
             lo, hi = (early, early) if early < value else (low, high)
             if drop_path:
-                rule = match.depth_rule or "linear-depth"
-                why.append(explain(rule, early, block or 0, n))
-                lo, hi = block_range(rule, lo, hi, block or 0, n)
-                return _Rate(block_rate(rule, early, block or 0, n), lo, hi, "early", why, EARLY_RULE, rule)
+                dr = match.depth_rule or "linear-depth"
+                why.append(explain(dr, early, block or 0, n))
+                lo, hi = block_range(dr, lo, hi, block or 0, n)
+                return _Rate(block_rate(dr, early, block or 0, n), lo, hi, "early", why, EARLY_RULE, dr)
             return _Rate(round(early, 3), lo, hi, "early", why, EARLY_RULE)
 
         push = situation_push(s) if high != low else _Push()
@@ -502,10 +502,10 @@ class _Engine:
         if drop_path:
             # Stochastic depth: the identity is always kept and the rate rises with depth to the last
             # block's value, by the rule of the code the entry cites (advisor.advise.depth).
-            rule = match.depth_rule or "linear-depth"
-            why.append(explain(rule, value, block or 0, n))
-            low, high = block_range(rule, low, high, block or 0, n)
-            return _Rate(block_rate(rule, value, block or 0, n), low, high, "linear-depth", why, moved, rule)
+            dr = match.depth_rule or "linear-depth"
+            why.append(explain(dr, value, block or 0, n))
+            low, high = block_range(dr, low, high, block or 0, n)
+            return _Rate(block_rate(dr, value, block or 0, n), low, high, "linear-depth", why, moved, dr)
         return _Rate(round(value, 3), low, high, schedule, why, moved)
 
     def _early_rate(self) -> float:

@@ -137,8 +137,38 @@ def words(text: str) -> list[str]:
 #: Spanish function words that English text never uses; two of them, or a Spanish question mark, mark a question
 #: as Spanish (:func:`looks_spanish`).
 _SPANISH_MARKERS = frozenset(
-    "que cual cuales como donde cuando cuanto cuanta cuantos cuantas por para con sin una uno los las del el la "
-    "es son debo deberia puedo hay entre antes despues".split()
+    [
+        "que",
+        "cual",
+        "cuales",
+        "como",
+        "donde",
+        "cuando",
+        "cuanto",
+        "cuanta",
+        "cuantos",
+        "cuantas",
+        "por",
+        "para",
+        "con",
+        "sin",
+        "una",
+        "uno",
+        "los",
+        "las",
+        "del",
+        "el",
+        "la",
+        "es",
+        "son",
+        "debo",
+        "deberia",
+        "puedo",
+        "hay",
+        "entre",
+        "antes",
+        "despues",
+    ]
 )
 
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from advisor.advise.depth import DEPTH_RULES, block_rate
 from advisor.advise.base import _scoped, recipe_regime
+from advisor.advise.depth import DEPTH_RULES, block_rate
 from advisor.advise.roles import role_positions
 from advisor.errors import SpecError
 from advisor.explain import plan_json, plan_markdown, schedule_text
@@ -407,7 +407,7 @@ def test_unknown_base_is_a_usage_error_with_suggestions():
 
 
 def test_base_of_another_family_is_refused():
-    with pytest.raises(SpecError, match="has arch = .transformer."):
+    with pytest.raises(SpecError, match=r"has arch = .transformer."):
         recommend(Spec(arch="cnn", base="bert-base"))
 
 
@@ -983,7 +983,7 @@ def test_blocks_that_differ_are_not_collapsed():
 
 def test_decoder_sites_are_set_by_the_decoder_layer():
     plan = recommend(Spec(arch="transformer", transformer="encoder-decoder", layers=2, width=256, samples=100_000))
-    by_module = {(s.module, "decoder" in s.after_label or s.block is not None and s.block >= 2) for s in plan.sites}
+    by_module = {(s.module, "decoder" in s.after_label or (s.block is not None and s.block >= 2)) for s in plan.sites}
     assert ("nn.TransformerDecoderLayer(dropout=)", True) in by_module
     assert all(
         s.module != "nn.TransformerEncoderLayer(dropout=)" or (s.block is not None and s.block < 2) for s in plan.sites
