@@ -1014,3 +1014,34 @@ def test_group_authors_render_whole_and_empty_venues_leave_no_gap(kb):
     assert short_ref(kb.citations["cv240305"]).startswith("Cross Validated contributors ")
     md = plan_markdown(recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000)), kb)
     assert "*. ." not in md and ". . " not in md
+
+
+# ---- RNN rates within their sources (review-advice.md, kind 11) ----
+
+
+def _rnn(**kw: object) -> Plan:
+    return recommend(Spec(arch="rnn", cell="lstm", layers=2, samples=1_000_000, **kw))
+
+
+def test_rnn_below_650_units_says_the_rate_is_an_extrapolation():
+    plan = _rnn(width=256, rnn_task="classifier")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and all("extrapolation" in r and "dropout 0" in r for r in reasons)
+
+
+def test_rnn_at_650_units_follows_the_medium_model_without_a_caveat():
+    plan = _rnn(width=650, rnn_task="lm")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and not any("extrapolation" in r for r in reasons)
+
+
+def test_seq2seq_rnn_rate_is_marked_as_taken_from_language_models():
+    plan = _rnn(width=1500, rnn_task="seq2seq")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and all("seq2seq" in r and "extrapolation" in r for r in reasons)
+
+
+def test_awd_lstm_embedding_site_says_it_is_not_zarembas():
+    plan = _rnn(width=650, rnn_task="lm")
+    emb = [s for s in plan.sites if s.recommendations[0] == "DRP015"]
+    assert len(emb) == 1 and "AWD-LSTM" in emb[0].reason and "not Zaremba" in emb[0].reason
