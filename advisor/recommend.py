@@ -358,10 +358,19 @@ class _Engine:
     def _generic_sites(self, claims: dict[int, list[_Claim]], avoided: set[int]) -> tuple[list[PlanSite], list[Note]]:
         sites: list[PlanSite] = []
         zero: dict[str, list[PlanSite]] = {}
+        # An entry whose places are partly taken by an 'avoid' entry says where its sites are left.
+        skipped = {c.rec.id for pos in claims if pos in avoided for c in claims[pos][:1]}
         for pos in sorted(claims):
             if pos in avoided:
                 continue
             site = self._site(pos, claims[pos])
+            if site.recommendations[0] in skipped:
+                site = site.model_copy(
+                    update={
+                        "where": f"{site.where}; here only where it feeds no layer listed under 'do not put "
+                        "dropout here'"
+                    }
+                )
             if site.p == 0.0 and site.depth_rule is not None:
                 continue  # the first block of a rule that starts at 0 (linspace): no site, as in the cited code
             if site.p == 0.0:

@@ -1045,3 +1045,15 @@ def test_awd_lstm_embedding_site_says_it_is_not_zarembas():
     plan = _rnn(width=650, rnn_task="lm")
     emb = [s for s in plan.sites if s.recommendations[0] == "DRP015"]
     assert len(emb) == 1 and "AWD-LSTM" in emb[0].reason and "not Zaremba" in emb[0].reason
+
+
+def test_a_site_left_where_others_are_avoided_says_so():
+    # review #2: one dropout before the logits of a BatchNorm MLP was described as "after each hidden layer"
+    plan = recommend(Spec(arch="mlp", layers=4, width=256, batch_norm=True, samples=20_000, overfitting="strong"))
+    assert len(plan.sites) == 1 and plan.avoid
+    assert "only where it feeds no layer listed under 'do not put dropout here'" in plan.sites[0].where
+
+
+def test_a_site_with_nothing_avoided_keeps_its_plain_where():
+    plan = recommend(Spec(arch="mlp", layers=3, width=512, samples=60_000, modality="tabular"))
+    assert all("only where" not in s.where for s in plan.sites)
