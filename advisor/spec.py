@@ -67,7 +67,11 @@ class Spec(BaseModel):
     # GNN
     gnn: Literal["gcn", "gat"] | None = None
     # Data, size, regime, symptoms
-    samples: int | None = Field(default=None, ge=1, description="training examples")
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="training examples; for a language model (RNN task lm, Transformer decoder), training tokens",
+    )
     params: int | None = Field(default=None, ge=1, description="model parameters")
     modality: Modality | None = None
     regime: Regime = "scratch"

@@ -431,3 +431,10 @@ def test_base_plans_and_the_base_interview_never_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_samples_help_says_a_language_model_counts_tokens(runner):
+    # review-advice.md kind 2: a language model's samples are tokens; the flag says so.
+    result = runner.invoke(app, ["recommend", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "for a language model (--task lm, a Transformer decoder), tokens" in " ".join(result.stdout.split())

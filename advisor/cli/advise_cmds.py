@@ -75,7 +75,10 @@ def _spec_flags(
         help="tabular, image, text, audio, graph, sequence or other.",
     ),
     samples: str | None = typer.Option(
-        None, "--samples", metavar="COUNT", help="Training examples, e.g. 50000 or 50k."
+        None,
+        "--samples",
+        metavar="COUNT",
+        help="Training examples, e.g. 50000 or 50k; for a language model (--task lm, a Transformer decoder), tokens.",
     ),
     params: str | None = typer.Option(None, "--params", metavar="COUNT", help="Model parameters, e.g. 25M or 7B."),
     regime: str | None = typer.Option(
