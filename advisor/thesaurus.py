@@ -54,6 +54,8 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
         " dropout ",
     ),
     ((r"tasas? de aprendizaje\b",), " learningrate "),
+    # "¿Cuánto dropout?" asks for a rate.
+    ((r"cuant[oa]s? (de )?(dropout|abandono)\b",), " dropout rate "),
     (
         (
             r"tasas? de (abandono|dropout|desactivacion)\b",
@@ -111,6 +113,7 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
     ((r"learning[\s_-]*rates?\b", r"lr\b"), " learningrate "),
     ((r"val(id)?[\s_-]*loss(es)?\b",), " validation loss "),
     ((r"train(ing)?[\s_-]*loss(es)?\b",), " training loss "),
+    ((r"how much (dropout|drop-?out)\b",), " dropout rate "),
     ((r"before (a |the )?(batch[\s_-]*norm(alization|alisation)?|bn)\b",), " beforebatchnorm batchnorm "),
     # A model whose outputs change between runs at inference: dropout left on (eval mode, DRP320/DRP321).
     (

@@ -146,6 +146,8 @@ def test_empty_question_gets_the_overview(kb):
         ("¿Dropout antes de la normalización por lotes?", "DRP101"),
         ("dropout in the attention of a transformer?", "DRP018"),  # BERT/GPT no longer read as "attention"
         ("Should I use dropout when fine-tuning LLaMA with LoRA?", "DRP208"),
+        ("¿Cuánto dropout en un LSTM?", "DRP012"),  # "how much" asks for the rate, not the single-layer pitfall
+        ("How much dropout in an LSTM?", "DRP012"),
     ],
 )
 def test_review_questions_lead_with_their_entry(runner, question, first):
