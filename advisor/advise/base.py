@@ -82,8 +82,8 @@ def resolve_base(name: str, kb: KnowledgeBase) -> Recipe:
 
 
 #: Spec fields that make a recipe what it is: a value that contradicts the recipe's is refused (its sites
-#: would not apply). Size fields (layers, width, params) may differ: the plan then says the recipe's rates
-#: were published for its own size.
+#: would not apply). Size fields (layers, width, the number of FC layers) may differ: the plan then says the
+#: recipe's rates were published for its own size (tune applies a recipe's rates to experiment's networks).
 STRUCTURAL_FIELDS = (
     "arch",
     "transformer",
@@ -98,12 +98,11 @@ STRUCTURAL_FIELDS = (
     "activation",
     "pooling",
     "head",
-    "fc_layers",
     "bidirectional",
     "embeddings",
     "modality",
 )
-SIZE_FIELDS = ("layers", "width")
+SIZE_FIELDS = ("layers", "width", "fc_layers")
 
 
 def _flag(name: str) -> str:
