@@ -13,8 +13,19 @@ if TYPE_CHECKING:  # the plan models are built only by commands that make a plan
     from advisor.plan import Plan
 
 
+#: Words that mark an author as a group (a project, a company, a site's contributors), never a person.
+_GROUP_WORDS = ("contributors", "authors", "Research", "Team", "Project", "Foundation", "Inc", "Google", "(")
+
+
+def _is_group(name: str) -> bool:
+    return any(w in name for w in _GROUP_WORDS)
+
+
 def authors_short(cit: Citation) -> str:
-    surnames = [a.split()[-1] for a in cit.authors]
+    """'Srivastava et al.', 'Hu & Gu'; a group author whole ('Hugging Face Transformers contributors')."""
+    if len(cit.authors) == 1 and _is_group(cit.authors[0]):
+        return cit.authors[0]
+    surnames = [a if _is_group(a) else a.split()[-1] for a in cit.authors]
     if len(surnames) == 1:
         return surnames[0]
     if len(surnames) == 2:
@@ -204,13 +215,18 @@ SCHEDULES = {
     "decayed linearly to 0, then off (DRP202)",
     "late": "late dropout: off for the first part of training, this rate from then on (DRP202)",
     "rise-with-depth": "one rate per block, rising with depth",
-    "linear-depth": "stochastic depth: p_l = l/L · p_L, rising linearly to the last block",
+    "linear-depth": "stochastic depth: the per-block rate rises linearly with depth to the last block's",
 }
 
 
-def schedule_text(schedule: str) -> str:
-    """The schedule in words; empty for a constant rate."""
-    return SCHEDULES.get(schedule, "" if schedule == "constant" else schedule)
+def schedule_text(schedule: str, depth_rule: str | None = None) -> str:
+    """The schedule in words; empty for a constant rate. Drop-path names the rule its blocks follow."""
+    from advisor.advise.depth import RULE_TEXT
+
+    text = SCHEDULES.get(schedule, "" if schedule == "constant" else schedule)
+    if depth_rule in RULE_TEXT:
+        text += f" ({RULE_TEXT[depth_rule]})"
+    return text
 
 
 def _ids(ids: list[str]) -> str:
@@ -238,6 +254,15 @@ def _rates(group: list[Any]) -> str:
     if len(parts) > 4:  # one rate per block (drop-path's l/L rule): the first and the last say it
         return f"p={parts[0]} … {parts[-1]}"
     return "p=" + ", ".join(parts)
+
+
+def _range(group: list[Any]) -> str:
+    """The cited range of a group; for drop-path rising with depth, the last block's (the others scale)."""
+    site = group[0]
+    if getattr(site, "depth_rule", None) is not None:
+        site = max(group, key=lambda s: s.p_range[1])
+        return f"{site.p_range[0]:g}–{site.p_range[1]:g} at the last block"
+    return f"{site.p_range[0]:g}–{site.p_range[1]:g}"
 
 
 def _fields(fields: list[str]) -> str:
@@ -271,10 +296,10 @@ def site_group_view(group: list[Any]) -> dict[str, str]:
         "module": first.module,
         "kind": first.kind,
         "rates": _rates(group),
-        "range": f"{first.p_range[0]:g}–{first.p_range[1]:g}",
+        "range": _range(group),
         "where": first.where,
         "layers": layers,
-        "schedule": schedule_text(first.schedule),
+        "schedule": schedule_text(first.schedule, getattr(first, "depth_rule", None)),
         "why": why,
         "recommendations": ", ".join(first.recommendations),
         "sources": ", ".join(first.citations),
@@ -288,6 +313,98 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     return plan.model_dump(mode="json")
 
 
+#: The block number inside a layer label ("hidden 3", "block 2a", "encoder 5", "FC 1", "LSTM layer 2").
+_BLOCK_NO = re.compile(r"\b(hidden|block|FC|layer|encoder|decoder) (\d+)")
+
+
+def _segments(plan: Plan) -> list[tuple[int | None, list[tuple[str, Any]]]]:
+    """The layer stack cut into blocks: (block index or None, [("op", Op) | ("site", PlanSite), ...]).
+
+    A site belongs to the block of the operation it follows (it sits after that operation), so a block's
+    own dropout stays with it."""
+    segments: list[tuple[int | None, list[tuple[str, Any]]]] = []
+    for pos, op in enumerate(plan.layers):
+        sites = [("site", site) for site in plan.sites_at(pos)]
+        if sites and segments:
+            segments[-1][1].extend(sites)
+        elif sites:
+            segments.append((None, sites))
+        if op.block is not None and segments and segments[-1][0] == op.block:
+            segments[-1][1].append(("op", op))
+        else:
+            segments.append((op.block, [("op", op)]))
+    return segments
+
+
+def _signature(items: list[tuple[str, Any]]) -> tuple[object, ...]:
+    """What makes two blocks 'the same' in a view: their operations (block numbers aside) and their sites'
+    module, schedule, sources and rate; a per-block rate rule (drop-path) may differ."""
+    sig: list[object] = []
+    for what, x in items:
+        if what == "op":
+            sig.append((x.kind, _BLOCK_NO.sub(r"\1 #", x.label)))
+        else:
+            sig.append((x.module, x.schedule, tuple(x.recommendations), None if x.depth_rule else x.p))
+    return tuple(sig)
+
+
+def _block_name(items: list[tuple[str, Any]], block: int) -> tuple[str, int]:
+    """("encoder", 3) for a block whose first numbered label says "encoder 3"; ("block", index + 1) otherwise."""
+    for what, x in items:
+        if what == "op":
+            m = _BLOCK_NO.search(x.label)
+            if m:
+                return ("layer" if m.group(1) in ("hidden", "layer") else m.group(1)), int(m.group(2))
+    return "block", block + 1
+
+
+def stack_rows(plan: Plan) -> list[tuple[str, Any]]:
+    """The rows every view prints for the layer stack: ("op", Op), ("site", PlanSite), or ("same", text).
+
+    A run of blocks identical to the block before it (:func:`_signature`) is one "same" row, e.g.
+    ``encoder 2–12: same as encoder 1 (sites S6–S49)``, so a 32-layer model fits a screen; a per-block
+    drop-path rate is named there with its first and last value. A plan without sites keeps its (collapsed)
+    stack: it shows how the network was read."""
+    rows: list[tuple[str, Any]] = []
+    segments = _segments(plan)
+    i = 0
+    while i < len(segments):
+        block, items = segments[i]
+        rows.extend(items)
+        j = i + 1
+        if block is not None:
+            sig = _signature(items)
+            while j < len(segments) and segments[j][0] is not None and _signature(segments[j][1]) == sig:
+                j += 1
+        if j > i + 1:
+            rows.append(("same", _same_text(items, block, segments[i + 1 : j])))
+        i = j
+    return rows
+
+
+def _same_text(first: list[tuple[str, Any]], block: int | None, run: list[tuple[int | None, list[Any]]]) -> str:
+    name, no = _block_name(first, block or 0)
+    start = _block_name(run[0][1], run[0][0] or 0)[1]
+    end = _block_name(run[-1][1], run[-1][0] or 0)[1]
+    span = f"{start}–{end}" if end != start else f"{start}"
+    plural = "s" if end != start and name in ("block", "layer") else ""
+    text = f"… {name}{plural} {span}: same as {name} {no}"
+    sites = [x for _, items in run for what, x in items if what == "site"]
+    if sites:
+        ids = f"{sites[0].id}–{sites[-1].id}" if len(sites) > 1 else sites[0].id
+        text += f" (sites {ids}"
+        ruled = [s for s in sites if s.depth_rule]
+        if ruled:
+            text += f"; per-block {ruled[0].module} p={ruled[0].p:g} … {ruled[-1].p:g}"
+        text += ")"
+    return text
+
+
+def layer_count(n: object) -> str:
+    """'1 layer', '12 layers'."""
+    return f"{n} layer" if n == 1 else f"{n} layers"
+
+
 def _marker(site: Any) -> str:
     sched = f" ({site.schedule})" if site.schedule != "constant" else ""
     return f"  ▶ {site.module}  p={site.p:g}{sched}  [{site.id}: {', '.join(site.recommendations)}]"
@@ -295,15 +412,17 @@ def _marker(site: Any) -> str:
 
 def plan_markdown(plan: Plan, kb: KnowledgeBase) -> str:
     spec = plan.spec
-    title = f"# Dropout plan for a {spec.get('arch')} ({spec.get('layers')} layers)"
+    title = f"# Dropout plan for a {spec.get('arch')} ({layer_count(spec.get('layers'))})"
     if spec.get("base"):
         title += f", following {spec.get('base')} ({spec.get('regime')})"
-    out = [title, "", "## Layer stack", "", "```"]
-    for pos, op in enumerate(plan.layers):
-        for site in plan.sites_at(pos):
-            out.append(_marker(site))
-        out.append(f"  {op.label}")
-    out += ["```", "", "## Sites", ""]
+    out = [title, ""]
+    rows = stack_rows(plan)
+    if rows:
+        out += ["## Layer stack", "", "```"]
+        for what, x in rows:
+            out.append(_marker(x) if what == "site" else f"  {x.label}" if what == "op" else f"  {x}")
+        out += ["```", ""]
+    out += ["## Sites", ""]
     if plan.sites:
         groups = plan.site_groups()
         out += [
@@ -342,5 +461,6 @@ def plan_markdown(plan: Plan, kb: KnowledgeBase) -> str:
         for k in keys:
             c = kb.citations.get(k)
             if c is not None:
-                out.append(f"- [{k}] {short_ref(c)}. *{c.title}*. {venue_of(c)}. {locator(c)}")
+                parts = [short_ref(c), f"*{c.title}*", venue_of(c), locator(c)]
+                out.append(f"- [{k}] " + ". ".join(p for p in parts if p))
     return "\n".join(out) + "\n"

@@ -392,8 +392,8 @@ class Group:
         if self.schedule == "rise-with-depth":
             lines.append("Scheduled: the rate rises with depth; one constant per block.")
         elif self.schedule == "early":
-            lines.append("Scheduled (early dropout, DRP202): use this rate early in training,")
-            lines.append("then decay it to 0 (e.g. linearly over the first ~15% of steps).")
+            lines.append("Scheduled (early dropout, DRP202): this rate at the start of training, decayed")
+            lines.append("linearly to 0 by epoch 50 of 300 (Liu et al. 2023); this file does not schedule it.")
         elif self.schedule == "late":
             lines.append("Scheduled (late dropout, DRP202): keep 0 early, switch this rate on later.")
         if self.optional:

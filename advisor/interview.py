@@ -160,7 +160,12 @@ QUESTIONS: tuple[Question, ...] = (
         when=_arch("transformer"),
     ),
     Question("gnn", "GCN or GAT?", "choice", ("gcn", "gat"), when=_arch("gnn")),
-    Question("samples", "How many training examples (e.g. 50k, 1.2M)? Blank if unknown.", "count", optional=True),
+    Question(
+        "samples",
+        "How many training examples (e.g. 50k, 1.2M; tokens for a language model)? Blank if unknown.",
+        "count",
+        optional=True,
+    ),
     Question(
         "params",
         "How many parameters does the model have (e.g. 25M, 7B)? Blank if unknown.",

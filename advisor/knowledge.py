@@ -294,6 +294,8 @@ def _cross_check(kb: KnowledgeBase, *, check_examples: bool) -> list[Problem]:
             refs += [(f"rate.citations[{i}]", k) for i, k in enumerate(rec.rate.citations)]
         for j, pos in enumerate(rec.positions):
             refs += [(f"positions[{j}].citations[{i}]", k) for i, k in enumerate(pos.citations)]
+        for j, th in enumerate(rec.engine.thresholds if rec.engine is not None else []):
+            refs += [(f"engine.thresholds[{j}].citations[{i}]", k) for i, k in enumerate(th.citations)]
         for where, key in refs:
             if key not in kb.citations:
                 hint = _suggest(key, kb.citations)

@@ -42,7 +42,14 @@ class PlanSite(_Frozen):
     schedule: str = Field(
         default="constant",
         description="constant; early (on for the first part of training, then off: DRP202); late (off, then on); "
-        "rise-with-depth (one cited rate per block); linear-depth (drop-path: p_l = l / L * p_L)",
+        "rise-with-depth (one cited rate per block); linear-depth (drop-path rising linearly with depth to the "
+        "last block's rate, by the rule in depth_rule)",
+    )
+    depth_rule: str | None = Field(
+        default=None,
+        description="linear-depth sites: how each block's rate follows from the last block's: 'linear-depth' "
+        "(Huang et al.: l/L * p), 'linspace' (torch.linspace(0, p, L): timm/DeiT, Swin, ConvNeXt) or "
+        "'block-index' (EfficientNet: p * i / L, 0-based i); see advisor.advise.depth",
     )
     reason: str
     recommendations: list[str]

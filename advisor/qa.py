@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor.explain import rate_str, short_ref
 from advisor.knowledge import KnowledgeBase
 from advisor.schema import Recommendation
-from advisor.search import Hit, Index, knowledge_index
+from advisor.search import Hit, Index, knowledge_index, looks_spanish
 from advisor.thesaurus import CATEGORY_TERMS, DROPOUT_TERMS, GENERIC_TERMS
 
 #: The share of a question's term weight (inverse document frequency) that the best matching entry must
@@ -85,9 +85,14 @@ class QAResult(_M):
         default_factory=list, description="With status 'no-match': the nearest entries, which do not answer it."
     )
     terms: list[str] = Field(default_factory=list, description="The question's search terms, as understood.")
+    question_language: Literal["en", "es"] = Field(
+        default="en", description="The question's language; answers are always in English."
+    )
 
     def markdown(self) -> str:
         out = [f"# {self.question}", ""]
+        if self.question_language != "en":
+            out += ["_Answers are in English (the knowledge base is written in English)._", ""]
         if self.status == "overview" and self.overview_category:
             out += [
                 f"It depends on the architecture and the data. The {self.overview_category} recommendations are "
@@ -191,8 +196,16 @@ def answer(question: str, kb: KnowledgeBase, limit: int = 6) -> QAResult:
     """Answer ``question`` (English or Spanish) from the knowledge base; see the module docstring.
 
     ``limit`` caps the recommendations, the findings and the closest entries (each). Never raises on
-    any text; an empty or generic question gets the overview.
+    any text; an empty or generic question gets the overview. A Spanish question is answered in English,
+    and the result says so (``question_language``).
     """
+    result = _answer(question, kb, limit)
+    if looks_spanish(question):
+        return result.model_copy(update={"question_language": "es"})
+    return result
+
+
+def _answer(question: str, kb: KnowledgeBase, limit: int) -> QAResult:
     idx = knowledge_index(kb)
     terms = list(dict.fromkeys(idx.terms(question)))
     specific = [t for t in terms if t not in GENERIC_TERMS]

@@ -6,10 +6,11 @@ note, or disable dropout). Adding a recommendation file is enough to change the 
 
 Rates are always values the sources give: a recommendation's default, or an end of its cited range.
 A rate rule of the entry (``engine.rate_rules``, e.g. Zaremba's large LSTM) picks the starting value;
-then the situation pushes, as DRP201 describes (a strong train/validation gap or little data up;
-plenty of data, no overfitting or pretraining down; many parameters per example up, from scratch
-only). A net push up gives the top of the cited range, a net push down its bottom, no push keeps the
-starting value. There are no in-between values. Every move is written into the site's reason.
+then the situation pushes, as DRP201 describes (a strong train/validation gap up; no overfitting or
+pretraining down). A net push up gives the top of the cited range, a net push down its bottom, no
+push keeps the starting value. There are no in-between values. Every move is written into the
+site's reason. Every number a condition compares the spec with (examples, tokens per parameter,
+units, blocks) is written in its entry's ``engine.thresholds`` with its source.
 
 The regime decides what is advised at all:
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from advisor.advise.depth import block_range, block_rate, explain
 from advisor.knowledge import KnowledgeBase, default_kb
 from advisor.plan import AvoidEntry, Note, Op, Plan, PlanSite
 from advisor.schema import Condition, Match, Recipe, Recommendation
@@ -35,6 +37,18 @@ from advisor.stack import build_stack, op_tags
 RATE_RULE = "DRP201"
 EARLY_RULE = "DRP202"
 STRUCTURAL = {"recurrent-connection", "identity-path"}
+
+
+def layer_module(module: str, s: Spec, *near: Op) -> str:
+    """``module`` as the user's stack has it: a Transformer site in a decoder block is set by
+    ``nn.TransformerDecoderLayer(dropout=)`` (the same three dropouts, plus the cross-attention one), not by the
+    encoder layer that the knowledge entries name."""
+    encoder_layer = "nn.TransformerEncoderLayer(dropout=)"
+    if module != encoder_layer or s.arch != "transformer":
+        return module
+    if s.transformer == "decoder" or any("decoder" in op.tags or " decoder " in f" {op.label} " for op in near):
+        return "nn.TransformerDecoderLayer(dropout=)"
+    return module
 
 
 def recommend(spec: Spec, kb: KnowledgeBase | None = None) -> Plan:
@@ -198,6 +212,19 @@ class _Claim:
 
 
 @dataclass
+class _Rate:
+    """A site's rate, the cited range it comes from, its schedule and the reasons (see ``_Engine._rate``)."""
+
+    p: float
+    low: float
+    high: float
+    schedule: str
+    why: list[str]
+    moved: str | None
+    depth_rule: str | None = None
+
+
+@dataclass
 class _Push:
     """The situation's push on a rate: t > 0 up, t < 0 down, with the reasons."""
 
@@ -206,8 +233,15 @@ class _Push:
 
 
 def situation_push(s: Spec) -> _Push:
-    """DRP201's moves, summed. Fine-tuning has none (the pretrained rates are kept); the
-    parameters-per-example push applies only from scratch."""
+    """DRP201's moves, summed: only the directions its sources support, with no data-size threshold.
+
+    A strong train/validation gap moves a rate up, a model that does not overfit or a pretraining run
+    moves it down. The sources give directions for data and model size (ConvNeXt on ImageNet-1K vs
+    22K, EfficientNet B0 to B7) but no number of examples or parameters per example at which a rate
+    should move, so the counts move nothing here; the thresholds the engine does use are written, with
+    their sources, in the entries' ``engine.thresholds``. Fine-tuning has no moves (the pretrained
+    rates are kept).
+    """
     push = _Push()
     if s.regime == "fine-tuning":
         return push
@@ -217,24 +251,6 @@ def situation_push(s: Spec) -> _Push:
     elif s.overfitting == "none":
         push.t -= 0.5
         push.why.append("no overfitting seen → down")
-    if s.samples is not None:
-        if s.samples < 5_000:
-            push.t += 0.5
-            push.why.append(f"small data ({s.samples:,} examples) → up")
-        elif s.samples >= 10_000_000:
-            push.t -= 1.0
-            push.why.append(f"very large data ({s.samples:,} examples) → down")
-        elif s.samples >= 1_000_000:
-            push.t -= 0.5
-            push.why.append(f"large data ({s.samples:,} examples) → down")
-    if s.regime == "scratch" and s.samples is not None and s.params is not None:
-        ratio = s.params / s.samples
-        if ratio >= 1_000:
-            push.t += 0.5
-            push.why.append(f"{ratio:,.0f} parameters per training example (from scratch) → up")
-        elif ratio <= 0.01:
-            push.t -= 0.5
-            push.why.append("far more training examples than parameters → down")
     if s.regime == "pretraining":
         push.t -= 1.0
         push.why.append("pretraining → down")
@@ -324,7 +340,11 @@ class _Engine:
 
         if self.recipe is not None:
             # The recipe decides placement and rates: only process and implementation advice joins it.
-            note_recs = [r for r in note_recs if r.category in ("process", "implementation")]
+            note_recs = [
+                r
+                for r in note_recs
+                if r.category in ("process", "implementation") or (r.engine is not None and r.engine.base_plans)
+            ]
         notes += self._notes(note_recs, sites)
         sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
         # The engine's own output is built without validation (that would build pydantic's validators for
@@ -338,10 +358,21 @@ class _Engine:
     def _generic_sites(self, claims: dict[int, list[_Claim]], avoided: set[int]) -> tuple[list[PlanSite], list[Note]]:
         sites: list[PlanSite] = []
         zero: dict[str, list[PlanSite]] = {}
+        # An entry whose places are partly taken by an 'avoid' entry says where its sites are left.
+        skipped = {c.rec.id for pos in claims if pos in avoided for c in claims[pos][:1]}
         for pos in sorted(claims):
             if pos in avoided:
                 continue
             site = self._site(pos, claims[pos])
+            if site.recommendations[0] in skipped:
+                site = site.model_copy(
+                    update={
+                        "where": f"{site.where}; here only where it feeds no layer listed under 'do not put "
+                        "dropout here'"
+                    }
+                )
+            if site.p == 0.0 and site.depth_rule is not None:
+                continue  # the first block of a rule that starts at 0 (linspace): no site, as in the cited code
             if site.p == 0.0:
                 zero.setdefault(claims[pos][0].rec.id, []).append(site)
                 continue
@@ -370,23 +401,24 @@ class _Engine:
         eng = rec.engine
         assert eng is not None
         kind = match.kind or rec.site.kind
-        module = (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper())
         before, after = ops[pos], ops[pos - 1]
+        module = layer_module(
+            (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper()), s, after, before
+        )
         block = after.block if after.block is not None else before.block
-        p, low, high, schedule, why, moved = self._rate(rec, match, kind, block, after)
+        r = self._rate(rec, match, kind, block, after)
+        p, low, high, schedule, why, moved = r.p, r.low, r.high, r.schedule, r.why, r.moved
 
-        recs = [c.rec.id for c in claims]
-        cites: list[str] = []
-        for c in claims:
-            for key in (c.rec.rate.citations if c.rec.rate else []) + list(c.rec.citations):
-                if key not in cites:
-                    cites.append(key)
+        # The entry that placed the site and the one that moved its rate, with the sources of the rate and
+        # of the placement only: entries that lost the gap are not the site's evidence (some argue against
+        # it), and DRP201's move is cited once, by its note, not on every site it moves.
+        recs = [rec.id]
+        cites = list(dict.fromkeys([*(rec.rate.citations if rec.rate else []), *rec.citations]))
         if moved is not None and moved in self.kb.recommendations and moved not in recs:
             recs.append(moved)
             extra = self.kb.recommendations[moved]
-            for key in (extra.rate.citations if extra.rate else []) or extra.citations:
-                if key not in cites:
-                    cites.append(key)
+            if moved != RATE_RULE and extra.rate is not None:
+                cites += [key for key in extra.rate.citations if key not in cites]
         reason = rec_text(rec) + (" Rate: " + "; ".join(why) + "." if why else "")
         return PlanSite.model_construct(
             id="S0",
@@ -401,19 +433,19 @@ class _Engine:
             p=p,
             p_range=(low, high),
             schedule=schedule,
+            depth_rule=r.depth_rule,
             reason=reason,
             recommendations=recs,
             citations=cites,
             where=match.label or rec.site.description,
         )
 
-    def _rate(
-        self, rec: Recommendation, match: Match, kind: str, block: int | None, after: Op
-    ) -> tuple[float, float, float, str, list[str], str | None]:
+    def _rate(self, rec: Recommendation, match: Match, kind: str, block: int | None, after: Op) -> _Rate:
         """The site's rate: a cited value picked by the entry's rate rules, the depth rule and the push.
 
-        Returns the rate, the cited range, the schedule, the reasons, and the entry that moved the rate
-        (DRP201 for the situation's push, DRP202 for early dropout), if any.
+        Also returns the cited range it was picked from (for a drop-path block: the last block's range
+        carried to this block by the same rule), the schedule, the reasons, the entry that moved the rate
+        (DRP201 for the situation's push, DRP202 for early dropout), if any, and the drop-path depth rule.
         """
         s = self.s
         eng = rec.engine
@@ -432,56 +464,58 @@ class _Engine:
                 why.append(f"{rule.because} → {_fmt(ends[start])}")
                 break
 
-        schedule = "constant"
-        n = _blocks_with_tag(self.ops, after) if eng.schedule == "rise-with-depth" and block is not None else 1
+        depth = eng.schedule == "rise-with-depth" and block is not None
+        n = _blocks_with_tag(self.ops, after) if depth else 1
+        drop_path = depth and kind == "drop-path"
+        ramp = n > 1 and not drop_path and start == "default"
         value = ends[start]
-        depth_why = ""
-        if n > 1 and kind != "drop-path" and start == "default":
+        if ramp:
             # The sources' pattern: the first block at the low end, the last at the high end.
             value = low if block == 0 else high if block == n - 1 else default
-            what = "the low end" if block == 0 else "the high end" if block == n - 1 else "the default"
-            depth_why = (
-                f"rises with depth: block {(block or 0) + 1} of {n} takes {what} ({_fmt(value)}) of the cited "
-                f"{_fmt(low)}–{_fmt(high)}"
-            )
 
-        if s.underfitting:
+        if s.underfitting and value > 0:
             # Early dropout (Liu et al. 2023) at its own rate, never above the value the site starts from.
             early = min(self._early_rate(), value)
-            return (
-                round(early, 3),
-                min(low, early),
-                max(high, early),
-                "early",
-                [
-                    f"underfitting → early dropout ({EARLY_RULE}): {_fmt(early)} for the first part of training "
-                    "(Liu et al.: the first 50 of 300 epochs), decayed linearly to 0, then off"
-                ],
-                EARLY_RULE,
-            )
+            why = [
+                f"underfitting → early dropout ({EARLY_RULE}): {_fmt(early)} at the start of training "
+                "(Liu et al.: decayed linearly to 0 over the first 50 of 300 epochs), then off"
+            ]
+            lo, hi = (early, early) if early < value else (low, high)
+            if drop_path:
+                dr = match.depth_rule or "linear-depth"
+                why.append(explain(dr, early, block or 0, n))
+                lo, hi = block_range(dr, lo, hi, block or 0, n)
+                return _Rate(block_rate(dr, early, block or 0, n), lo, hi, "early", why, EARLY_RULE, dr)
+            return _Rate(round(early, 3), lo, hi, "early", why, EARLY_RULE)
 
         push = situation_push(s) if high != low else _Push()
         moved = RATE_RULE if push.t != 0 else None
+        schedule = "constant"
         if push.t != 0:
             value = high if push.t > 0 else low
             why.append(
                 f"{', '.join(push.why)}: net push {'up' if push.t > 0 else 'down'} → the "
                 f"{'top' if push.t > 0 else 'bottom'} of the cited range {_fmt(low)}–{_fmt(high)}"
+                + (" at every block" if ramp else "")
             )
-        elif depth_why:
-            why.append(depth_why)
-
-        if n > 1 and kind != "drop-path":
+        elif ramp:
             schedule = "rise-with-depth"
-        elif eng.schedule == "rise-with-depth" and kind == "drop-path" and block is not None:
-            # Stochastic depth: p_l = (l / L) * p_L, the identity always kept (Huang et al. 2016).
-            p_last = value
-            value = round(p_last * (block + 1) / n, 3)
-            schedule = "linear-depth"
-            why.append(f"p_l = l/L · {_fmt(p_last)}: {_fmt(value)} at block {block + 1} of {n}")
+            what = "the low end" if block == 0 else "the high end" if block == n - 1 else "the default"
+            why.append(
+                f"rises with depth: block {(block or 0) + 1} of {n} takes {what} ({_fmt(value)}) of the cited "
+                f"{_fmt(low)}–{_fmt(high)}"
+            )
         elif eng.schedule in ("early", "late"):
             schedule = eng.schedule
-        return round(value, 3), low, high, schedule, why, moved
+
+        if drop_path:
+            # Stochastic depth: the identity is always kept and the rate rises with depth to the last
+            # block's value, by the rule of the code the entry cites (advisor.advise.depth).
+            dr = match.depth_rule or "linear-depth"
+            why.append(explain(dr, value, block or 0, n))
+            low, high = block_range(dr, low, high, block or 0, n)
+            return _Rate(block_rate(dr, value, block or 0, n), low, high, "linear-depth", why, moved, dr)
+        return _Rate(round(value, 3), low, high, schedule, why, moved)
 
     def _early_rate(self) -> float:
         rec = self.kb.recommendations.get(EARLY_RULE)

@@ -289,6 +289,43 @@ class Match(Strict):
         default=None, description="The operation after 'before' (e.g. a Linear followed by BatchNorm)."
     )
     then_tag: str | None = None
+    depth_rule: Literal["linear-depth", "linspace", "block-index"] | None = Field(
+        default=None,
+        description="For a drop-path site rising with depth: how each block's rate follows from the last block's "
+        "(see advisor.advise.depth). None: Huang et al.'s linear-depth rule.",
+    )
+
+
+#: Condition fields that compare the spec with a number: each value an entry uses is a threshold that
+#: the entry must document with its source (``engine.thresholds``), so no plan hides an uncited number.
+THRESHOLD_FIELDS = (
+    "min_layers",
+    "max_layers",
+    "min_params",
+    "min_samples",
+    "max_samples",
+    "min_width",
+    "max_width",
+    "min_samples_per_param",
+)
+
+
+class Threshold(Strict):
+    """Why an engine condition compares the spec with this number, and the sources the number comes from."""
+
+    field: Literal[
+        "min_layers",
+        "max_layers",
+        "min_params",
+        "min_samples",
+        "max_samples",
+        "min_width",
+        "max_width",
+        "min_samples_per_param",
+    ]
+    value: float
+    because: str = Field(min_length=20, description="Where the number comes from, in the sources' terms.")
+    citations: list[str] = Field(min_length=1)
 
 
 class RateRule(Strict):
@@ -341,11 +378,28 @@ class Engine(Strict):
         description="Gaps this entry's plan text says take no dropout: the engine never shows the text next to a "
         "site there, and the tests check it.",
     )
+    base_plans: bool = Field(
+        default=False,
+        description="A note also shown in --base plans, which otherwise keep only process and implementation notes.",
+    )
+    thresholds: list[Threshold] = Field(
+        default_factory=list,
+        description="Every number a condition of 'when' or of a rate rule compares the spec with, with its source.",
+    )
 
     @model_validator(mode="after")
     def _needs_match(self) -> Self:
         if self.action in ("place", "avoid") and not self.at:
             raise ValueError(f"action '{self.action}' needs at least one 'at' match")
+        documented = {(t.field, float(t.value)) for t in self.thresholds}
+        for cond in [*self.when, *(r.when for r in self.rate_rules)]:
+            for name in THRESHOLD_FIELDS:
+                value = getattr(cond, name)
+                if value is not None and (name, float(value)) not in documented:
+                    raise ValueError(
+                        f"condition {name} = {value} is a threshold without a source: add an engine.thresholds "
+                        "entry (field, value, because, citations)"
+                    )
         return self
 
 
@@ -452,8 +506,16 @@ class RecipeSite(Strict):
     role: SiteRole
     kind: DropoutKind
     p: float = Field(ge=0.0, lt=1.0, description="Drop probability; for drop-path the deepest block's rate.")
-    schedule: Literal["constant", "linear-depth"] = Field(
-        default="constant", description="linear-depth: drop-path rises linearly to p at the last block."
+    schedule: Literal["constant", "linear-depth", "linspace", "block-index"] = Field(
+        default="constant",
+        description="How a drop-path rate rises with depth to p (see advisor.advise.depth): linear-depth is "
+        "Huang et al.'s l/L * p; linspace is torch.linspace(0, p, L) (timm/DeiT, Swin, ConvNeXt); block-index "
+        "is p * i / L with the 0-based index i (EfficientNet).",
+    )
+    blocks: list[int] | None = Field(
+        default=None,
+        description="0-based indices of the blocks that have this site, when only some do (EfficientNet's drop "
+        "connect: only the blocks with an identity skip); None: every block.",
     )
     regime: list[Literal["scratch", "fine-tuning", "pretraining"]] | None = Field(
         default=None, description="Only in these regimes (None: in every regime the recipe covers)."
@@ -536,4 +598,8 @@ class Recipe(Strict):
     def _has_evidence(self) -> Self:
         if not self.sites and not self.no_dropout_sources:
             raise ValueError("a recipe without sites needs no_dropout_sources saying where 'no dropout' was read")
+        layers = self.spec.get("layers")
+        for site in self.sites:
+            if site.blocks is not None and isinstance(layers, int) and any(not 0 <= b < layers for b in site.blocks):
+                raise ValueError(f"{site.role}: blocks must be 0-based indices below the spec's {layers} layers")
         return self

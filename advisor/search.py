@@ -134,6 +134,56 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(low.lower()) if len(w) > 1 and w not in STOP_WORDS]
 
 
+#: Spanish function words that English text never uses; two of them, or a Spanish question mark, mark a question
+#: as Spanish (:func:`looks_spanish`).
+_SPANISH_MARKERS = frozenset(
+    [
+        "que",
+        "cual",
+        "cuales",
+        "como",
+        "donde",
+        "cuando",
+        "cuanto",
+        "cuanta",
+        "cuantos",
+        "cuantas",
+        "por",
+        "para",
+        "con",
+        "sin",
+        "una",
+        "uno",
+        "los",
+        "las",
+        "del",
+        "el",
+        "la",
+        "es",
+        "son",
+        "debo",
+        "deberia",
+        "puedo",
+        "hay",
+        "entre",
+        "antes",
+        "despues",
+    ]
+)
+
+
+def looks_spanish(text: str) -> bool:
+    """Whether ``text`` reads as Spanish: an opening ``¿``/``¡``, a word only the Spanish vocabulary has
+    (:data:`~advisor.thesaurus.SPANISH_WORDS`), or two Spanish function words. Answers are always in English;
+    this only decides whether to say so."""
+    if "¿" in text or "¡" in text:
+        return True
+    ws = _WORD.findall(fold(text))
+    if any(w in SPANISH_WORDS for w in ws):
+        return True
+    return sum(w in _SPANISH_MARKERS for w in ws) >= 2
+
+
 @dataclass(frozen=True)
 class Hit:
     kind: str  # "recommendation" or "citation"

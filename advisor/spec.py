@@ -37,7 +37,11 @@ class Spec(BaseModel):
         "Transformer layers, graph-conv layers (gnn)",
     )
     width: int | None = Field(default=None, ge=1, le=1_000_000, description="hidden width / channels / d_model")
-    batch_norm: bool | None = None
+    batch_norm: bool | None = Field(
+        default=None,
+        description="BatchNorm after the convs or linears; a resnet without it is normalized with LayerNorm, in "
+        "ConvNeXt's block layout",
+    )
     activation: Activation | None = None
     # CNN
     pooling: Literal["max", "avg", "none"] | None = None
@@ -63,7 +67,11 @@ class Spec(BaseModel):
     # GNN
     gnn: Literal["gcn", "gat"] | None = None
     # Data, size, regime, symptoms
-    samples: int | None = Field(default=None, ge=1, description="training examples")
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="training examples; for a language model (RNN task lm, Transformer decoder), training tokens",
+    )
     params: int | None = Field(default=None, ge=1, description="model parameters")
     modality: Modality | None = None
     regime: Regime = "scratch"
@@ -79,10 +87,16 @@ class Spec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
+        for name, families in FAMILY_FIELDS.items():
+            if getattr(self, name) is not None and self.arch not in families:
+                flag = "--task" if name == "rnn_task" else "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} applies to --arch {' or '.join(families)} only, not to --arch {self.arch}: leave it out"
+                )
         if self.underfitting and self.overfitting in ("mild", "strong"):
             raise ValueError("a model cannot both underfit and overfit: choose --underfitting or --overfitting")
-        if self.arch == "resnet" and self.batch_norm is False:
-            raise ValueError("'resnet' means a BatchNorm residual CNN; for a conv net without BatchNorm use arch 'cnn'")
+        if self.arch == "resnet" and self.batch_norm is False and self.wide:
+            raise ValueError("a Wide ResNet has BatchNorm in every block: leave out --no-batch-norm with --wide")
         return self
 
     def resolved(self) -> Spec:
@@ -98,6 +112,24 @@ class Spec(BaseModel):
         """What was given (not defaults), in the answers-file shape."""
         return self.model_dump(exclude_defaults=True, exclude_none=True)
 
+
+#: Fields that describe one family's structure; giving one for another family is a usage error, never
+#: silently ignored (``--wide`` on an RNN).
+FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
+    "pooling": ("cnn",),
+    "head": ("cnn", "resnet"),
+    "fc_layers": ("cnn", "resnet"),
+    "wide": ("resnet",),
+    "cell": ("rnn",),
+    "bidirectional": ("rnn",),
+    "rnn_task": ("rnn",),
+    "embeddings": ("rnn",),
+    "transformer": ("transformer",),
+    "norm": ("transformer",),
+    "positions": ("transformer",),
+    "embedding_norm": ("transformer",),
+    "gnn": ("gnn",),
+}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"layers": 2, "width": 512, "batch_norm": False, "activation": "relu", "modality": "tabular"},
@@ -162,8 +194,8 @@ def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
     ``source`` may map field names to where each value came from (answers file or flags).
     """
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(answers)"
-    msg = err["msg"]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         import difflib
 
@@ -172,9 +204,8 @@ def spec_error(exc: ValidationError, source: str | dict[str, str]) -> SpecError:
     field = str(err["loc"][0]) if err["loc"] else ""
     where = source if isinstance(source, str) else source.get(field, "flags")
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return SpecError(
-        f"{where}: field '{loc}': {msg}{more}", hint="see 'dropout-advisor recommend --help' for every field"
-    )
+    what = f"field '{loc}': " if loc else ""  # a check across fields names no single field
+    return SpecError(f"{where}: {what}{msg}{more}", hint="see 'dropout-advisor recommend --help' for every field")
 
 
 def check_given(values: dict[str, Any], source: str | dict[str, str] = "flags") -> None:

@@ -119,6 +119,25 @@ def _resnet(s: Spec) -> list[Op]:
             _op(kind="batchnorm", label="BatchNorm2d", tags=("final",)),
             _op(kind="activation", label=_act(s), tags=("final",)),
         ]
+    elif not s.batch_norm:
+        # A residual CNN normalized with LayerNorm instead of BatchNorm, laid out as ConvNeXt's block:
+        # depthwise 7x7 conv, LayerNorm, pointwise expansion, activation, pointwise projection, + shortcut.
+        ops.append(_op(kind="layernorm", label="LayerNorm", tags=("stem",)))
+        for i in range(s.layers or 1):
+            ops += [
+                _op(kind="conv", label=f"Conv2d 7×7 depthwise  block {i + 1}", tags=("branch",), block=i),
+                _op(kind="layernorm", label="LayerNorm", tags=("branch",), block=i),
+                _op(kind="conv", label="Conv2d 1×1 (→4c)", tags=("branch",), block=i),
+                _op(kind="activation", label=_act(s), tags=("branch",), block=i),
+                _op(kind="conv", label="Conv2d 1×1 (→c)", tags=("branch",), block=i),
+                _op(kind="residual-add", label="+ shortcut", tags=("branch",), block=i),
+            ]
+        ops += [
+            _op(kind="global-pool", label="AdaptiveAvgPool2d(1) + flatten", tags=("head",)),
+            _op(kind="layernorm", label="LayerNorm", tags=("head",)),
+            _op(kind="output", label="Linear(→classes)  logits", tags=("final",)),
+        ]
+        return ops
     else:
         ops += [
             _op(kind="batchnorm", label=f"BatchNorm2d({c})", tags=("stem",)),

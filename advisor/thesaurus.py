@@ -31,6 +31,19 @@ from __future__ import annotations
 # start of a word; a replacement is never rewritten by a later entry.
 PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
     # ---- Spanish multi-word terms (before the English ones, which would split them) ----
+    # "Dropout before BatchNorm" is one question (DRP101), not "dropout" and "batchnorm" apart.
+    (
+        (r"antes de (la |una )?(batch[\s_-]*norm(alization)?|normalizacion (por|de) (los )?lotes?|bn)\b",),
+        " beforebatchnorm batchnorm ",
+    ),
+    # "ajustar BERT" / "ajustar un modelo preentrenado": fine-tuning, not "change" (the word alone).
+    (
+        (
+            r"ajust(ar|arlo|arla|o|e|a|amos)(?= (un |una |el |la |al |mi |los )?(modelo |red )?"
+            r"(bert|roberta|gpt|t5|llama|mistral|vit|deit|pre[\s_-]?entrenad))",
+        ),
+        " finetuning ",
+    ),
     ((r"capas? de (abandono|dropout|desactivacion)\b",), " dropout "),
     (
         (
@@ -41,6 +54,8 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
         " dropout ",
     ),
     ((r"tasas? de aprendizaje\b",), " learningrate "),
+    # "¿Cuánto dropout?" asks for a rate.
+    ((r"cuant[oa]s? (de )?(dropout|abandono)\b",), " dropout rate "),
     (
         (
             r"tasas? de (abandono|dropout|desactivacion)\b",
@@ -68,7 +83,7 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
     ((r"completamente conectad[oa]s?\b", r"totalmente conectad[oa]s?\b"), " fc linear "),
     ((r"conexion(es)? (residual(es)?|de salto|de atajo)\b",), " residual "),
     ((r"transformador(es)? original(es)?\b",), " transformer attention vaswani "),
-    ((r"transformador(es)?\b",), " transformer attention "),
+    ((r"transformador(es)?\b",), " transformer "),
     ((r"codificador[\s_-]+decodificador\b",), " encoder decoder "),
     ((r"sobre[\s_-]?ajust(e|es|ar|a|an|ando|ado)\b", r"sobre[\s_-]?entrenamiento\b"), " overfitting "),
     ((r"modo (de )?(evaluacion|inferencia|prueba)\b",), " eval mode "),
@@ -98,6 +113,16 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
     ((r"learning[\s_-]*rates?\b", r"lr\b"), " learningrate "),
     ((r"val(id)?[\s_-]*loss(es)?\b",), " validation loss "),
     ((r"train(ing)?[\s_-]*loss(es)?\b",), " training loss "),
+    ((r"how much (dropout|drop-?out)\b",), " dropout rate "),
+    ((r"before (a |the )?(batch[\s_-]*norm(alization|alisation)?|bn)\b",), " beforebatchnorm batchnorm "),
+    # A model whose outputs change between runs at inference: dropout left on (eval mode, DRP320/DRP321).
+    (
+        tuple(
+            rf"{adj} (predictions?|outputs?|results?|answers?)\b"
+            for adj in ("different", "random", "changing", "inconsistent", "varying", r"non[\s_-]*deterministic")
+        ),
+        " dropout eval mode ",
+    ),
     ((r"batch[\s_-]*norm(alization|alisation)?", r"bn\b"), " batchnorm "),
     ((r"layer[\s_-]*norm(alization|alisation)?",), " layernorm "),
     ((r"max[\s_-]*pool(ing)?",), " maxpool pooling "),
@@ -108,7 +133,8 @@ PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
     ((r"fully[\s_-]*connected", r"dense\b", r"fc\b", r"mlps?\b", r"perceptrons?\b"), " fc linear "),
     ((r"conv(olution(al)?|olucional(es)?|olucion(es)?|net)?s?\b", r"cnns?\b"), " conv "),
     ((r"rnns?\b", r"lstms?\b", r"grus?\b", r"recurrent\b", r"recurrente?s?\b"), " rnn recurrent lstm "),
-    ((r"transformers?\b", r"self[\s_-]*attention", r"bert\b", r"gpt(-?\d)?\b"), " transformer attention "),
+    ((r"transformers?\b", r"bert\b", r"gpt(-?\d)?\b"), " transformer "),
+    ((r"self[\s_-]*attention",), " transformer attention "),
     ((r"drop[\s_-]*path", r"stochastic[\s_-]*depth"), " droppath stochasticdepth "),
     ((r"spatial[\s_-]*dropout", "dropout[123]d", r"channel[\s_-]*wise"), " spatialdropout channel "),
     (

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from advisor.explain import rate_str, short_ref, site_group_view
+from advisor.explain import layer_count, rate_str, short_ref, site_group_view, stack_rows
 from advisor.knowledge import KnowledgeBase
 from advisor.schema import Citation, Recommendation
 
@@ -94,14 +94,21 @@ def print_plan(plan: Any, kb: KnowledgeBase) -> None:
     from rich.text import Text
 
     con = console()
-    stack = Text()
-    for pos, op in enumerate(plan.layers):
-        for site in plan.sites_at(pos):
-            sched = f" ({site.schedule})" if site.schedule != "constant" else ""
-            stack.append(f"  ▶ {site.module}  p={site.p:g}{sched}", style="bold green")
-            stack.append(f"   {site.id} · {', '.join(site.recommendations)}\n", style="green")
-        stack.append(f"  {op.label}\n", style="dim" if op.kind in ("input", "output") else "")
-    con.print(Panel(stack, title=_title(plan) + " · dropout in green", expand=False))
+    rows = stack_rows(plan)
+    if rows:
+        stack = Text()
+        for what, x in rows:
+            if what == "site":
+                sched = f" ({x.schedule})" if x.schedule != "constant" else ""
+                stack.append(f"  ▶ {x.module}  p={x.p:g}{sched}", style="bold green")
+                stack.append(f"   {x.id} · {', '.join(x.recommendations)}\n", style="green")
+            elif what == "op":
+                stack.append(f"  {x.label}\n", style="dim" if x.kind in ("input", "output") else "")
+            else:
+                stack.append(f"  {x}\n", style="italic")
+        con.print(Panel(stack, title=_title(plan) + " · dropout in green", expand=False))
+    else:
+        con.print(f"[bold]{_title(plan)}[/bold]")
     if plan.sites:
         table = Table(title="Dropout sites", header_style="bold", show_lines=True)
         for col in ("sites", "where", "module", "p", "range", "why", "sources"):
@@ -144,7 +151,7 @@ def print_plan(plan: Any, kb: KnowledgeBase) -> None:
 
 def _title(plan: Any) -> str:
     spec = plan.spec
-    title = f"{spec.get('arch')} · {spec.get('layers')} layers"
+    title = f"{spec.get('arch')} · {layer_count(spec.get('layers'))}"
     if spec.get("base"):
         title += f" · following {spec.get('base')} ({spec.get('regime')})"
     return title
@@ -153,16 +160,21 @@ def _title(plan: Any) -> str:
 def plan_plain(plan: Any) -> str:
     """The plan as plain text (piped output): stack, one entry per group of like sites, avoid list, notes."""
     spec = plan.spec
-    head = f"Dropout plan: {spec.get('arch')}, {spec.get('layers')} layers"
+    head = f"Dropout plan: {spec.get('arch')}, {layer_count(spec.get('layers'))}"
     if spec.get("base"):
         head += f", following {spec.get('base')} ({spec.get('regime')})"
     out = [head, ""]
-    for pos, op in enumerate(plan.layers):
-        for site in plan.sites_at(pos):
-            sched = f" ({site.schedule})" if site.schedule != "constant" else ""
-            out.append(f"  >> {site.module}  p={site.p:g}{sched}  [{site.id}: {', '.join(site.recommendations)}]")
-        out.append(f"     {op.label}")
-    out.append("")
+    rows = stack_rows(plan)
+    for what, x in rows:
+        if what == "site":
+            sched = f" ({x.schedule})" if x.schedule != "constant" else ""
+            out.append(f"  >> {x.module}  p={x.p:g}{sched}  [{x.id}: {', '.join(x.recommendations)}]")
+        elif what == "op":
+            out.append(f"     {x.label}")
+        else:
+            out.append(f"     {x}")
+    if rows:
+        out.append("")
     if plan.sites:
         groups = plan.site_groups()
         out.append(f"Sites ({len(plan.sites)} in {len(groups)} group{'s' if len(groups) != 1 else ''}):")

@@ -255,10 +255,65 @@ def test_interview_never_overwrites_without_a_yes(runner, tmp_path):
     assert other.exists()
 
 
-def test_resnet_without_batchnorm_points_to_cnn(runner):
+def test_resnet_without_batchnorm_is_a_layernorm_residual_cnn(runner):
     result = runner.invoke(app, ["recommend", "--arch", "resnet", "--no-batch-norm"])
-    assert result.exit_code == 2
-    assert "use arch 'cnn'" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert "BatchNorm" not in result.stdout.split("Sites")[0] and "LayerNorm" in result.stdout
+
+
+def test_wide_resnet_without_batchnorm_is_refused(runner):
+    result = runner.invoke(app, ["recommend", "--arch", "resnet", "--wide", "--no-batch-norm"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: flags: a Wide ResNet has BatchNorm") and "hint:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--arch", "rnn", "--wide"], "--wide"),
+        (["--arch", "mlp", "--cell", "gru"], "--cell"),
+        (["--arch", "cnn", "--transformer", "decoder"], "--transformer"),
+        (["--arch", "transformer", "--gnn", "gat"], "--gnn"),
+    ],
+)
+def test_a_flag_of_another_family_is_refused_not_ignored(runner, args, flag):
+    result = runner.invoke(app, ["recommend", *args])
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 2
+        and lines[0].startswith(f"error: flags: {flag} applies to --arch")
+        and lines[1].startswith("hint:")
+    )
+    assert "(answers)" not in result.stderr and "Value error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--base", "gat", "--gnn", "gcn"], "gnn"),
+        (["--base", "gpt2", "--regime", "fine-tuning", "--transformer", "encoder"], "transformer"),
+        (["--base", "vit-b-16", "--modality", "text"], "modality"),
+        (["--base", "bert-base", "--norm", "pre"], "norm"),
+    ],
+)
+def test_flags_that_contradict_the_base_are_refused(runner, args, field):
+    result = runner.invoke(app, ["recommend", *args])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"has {field} = " in result.stderr and "hint: leave out" in result.stderr
+
+
+def test_a_size_that_differs_from_the_base_is_said_in_the_plan(runner):
+    result = runner.invoke(app, ["recommend", "--base", "zaremba-large", "--width", "200"])
+    assert result.exit_code == 0, result.stderr
+    assert "differs in size from" in result.stdout and "width 200 (the recipe's 1500)" in result.stdout
+
+
+def test_an_empty_base_is_a_usage_error(runner):
+    for args in (["--base", ""], ["--base", "  ", "--arch", "mlp"]):
+        result = runner.invoke(app, ["recommend", *args])
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr.startswith("error: --base: an empty recipe name") and "hint:" in result.stderr
 
 
 # ---- --base: a reference recipe ----
@@ -284,7 +339,8 @@ def test_unknown_base_exits_2_with_close_names(runner):
 def test_base_of_another_family_exits_2(runner):
     result = runner.invoke(app, ["recommend", "--arch", "cnn", "--base", "bert-base"])
     assert result.exit_code == 2
-    assert "--base bert-base is a transformer" in result.stderr and "hint: leave out --arch" in result.stderr
+    assert "--base bert-base (BERT-base) has arch = 'transformer'" in result.stderr
+    assert "hint: leave out --arch" in result.stderr
 
 
 def test_base_in_an_answers_file(runner, tmp_path):
@@ -357,7 +413,7 @@ def test_markdown_plan_groups_sites_and_shows_schedules(runner):
     result = runner.invoke(app, ["recommend", "--arch", "mlp", "--underfitting", "-f", "markdown"])
     assert result.exit_code == 0
     assert "early dropout: this rate for the first part of training" in result.stdout
-    assert "| S1, S2 |" in result.stdout  # both hidden-layer sites in one row
+    assert "| S2, S3 |" in result.stdout  # both hidden-layer sites in one row (S1 is the input)
 
 
 def test_base_plans_and_the_base_interview_never_import_torch():
@@ -375,3 +431,10 @@ def test_base_plans_and_the_base_interview_never_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_samples_help_says_a_language_model_counts_tokens(runner):
+    # review-advice.md kind 2: a language model's samples are tokens; the flag says so.
+    result = runner.invoke(app, ["recommend", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "for a language model (--task lm, a Transformer decoder), tokens" in " ".join(result.stdout.split())

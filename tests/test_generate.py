@@ -68,7 +68,7 @@ CASES: dict[str, tuple[Spec | Plan, bool | None]] = {
     "cnn_avgpool_no_fc": (Spec(arch="cnn", layers=2, pooling="avg", fc_layers=0), None),
     "cnn_partial_plan": (_cnn_partial_plan(), None),
     "resnet_head_dropout": (Spec(arch="resnet", layers=4, overfitting="strong"), None),
-    "resnet_drop_path": (Spec(arch="resnet", layers=12), None),
+    "resnet_drop_path": (Spec(arch="resnet", layers=54), None),  # Huang et al.'s 110-layer depth (DRP010)
     "wrn": (Spec(arch="resnet", wide=True, layers=4), None),
     "wrn_mc_dropout": (Spec(arch="resnet", wide=True, layers=2), True),
     "lstm_lm": (Spec(arch="rnn", layers=2, width=650), None),
@@ -294,7 +294,7 @@ def test_mc_dropout_only_when_asked(rendered):
 def test_rising_rates_are_constants_per_block_with_their_sites(rendered):
     code = rendered["cnn"][0].code
     assert "conv_dropout: tuple[float, ...] = (0.01, 0.1, 0.1)" in code
-    assert "S1 p=0.01, S2 p=0.1, S3 p=0.1 (DRP005, DRP004)" in code
+    assert "S1 p=0.01, S2 p=0.1, S3 p=0.1 (DRP005)" in code  # DRP004 (element-wise) is a note, not these sites
     assert "rises with depth" in code
 
 

@@ -133,3 +133,52 @@ def test_new_entries_answer_the_issue_questions(kb):
 
 def test_empty_question_gets_the_overview(kb):
     assert answer("¿?", kb).status == "overview"
+
+
+# ---- the review of issue 9 (review-advice.md, kind 13): ranking, the empty question, Spanish answers ----
+
+
+@pytest.mark.parametrize(
+    ("question", "first"),
+    [
+        ("¿Qué tasa de dropout uso para ajustar BERT?", "DRP020"),  # "ajustar BERT" is fine-tuning, not "change"
+        ("Is dropout before batch norm bad?", "DRP101"),
+        ("¿Dropout antes de la normalización por lotes?", "DRP101"),
+        ("dropout in the attention of a transformer?", "DRP018"),  # BERT/GPT no longer read as "attention"
+        ("Should I use dropout when fine-tuning LLaMA with LoRA?", "DRP208"),
+        ("¿Cuánto dropout en un LSTM?", "DRP012"),  # "how much" asks for the rate, not the single-layer pitfall
+        ("How much dropout in an LSTM?", "DRP012"),
+    ],
+)
+def test_review_questions_lead_with_their_entry(runner, question, first):
+    assert _ask(runner, question)["recommendations"][0]["id"] == first
+
+
+def test_different_predictions_at_inference_finds_the_eval_mode_entries(runner):
+    ids = [
+        r["id"]
+        for r in _ask(runner, "Why does my model give different predictions each time at inference?")["recommendations"]
+    ]
+    assert {"DRP302", "DRP320"} <= set(ids), ids
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_empty_question_is_a_usage_error(runner, question):
+    result = runner.invoke(app, ["ask", question])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: the question is empty\nhint: ")
+
+
+def test_spanish_question_says_the_answers_are_in_english(runner):
+    payload = _ask(runner, "¿Cuánto dropout en un LSTM?")
+    assert payload["question_language"] == "es"
+    result = runner.invoke(app, ["ask", "¿Cuánto dropout en un LSTM?", "--format", "markdown"])
+    assert "Answers are in English" in result.stdout
+
+
+def test_english_question_carries_no_language_note(runner):
+    result = runner.invoke(app, ["ask", "How much dropout in an LSTM?", "--format", "markdown"])
+    assert result.exit_code == 0
+    assert "Answers are in English" not in result.stdout
+    assert _ask(runner, "How much dropout in an LSTM?")["question_language"] == "en"

@@ -111,3 +111,16 @@ def test_every_exit_code_is_explained_in_the_root_help(runner, code):
 
     text = runner.invoke(app, ["--help"]).stdout
     assert re.search(rf"^\s+{code}\s+\S", text, re.M)
+
+
+def test_experiment_section_never_presents_an_older_plan_as_the_current_one():
+    # review-advice.md kind 15: the README called "Dropout2d at 0.1 and 0.25" the advisor's plan for the digits
+    # CNN, though the engine's plan for that network no longer has 0.25 in its conv stack.
+    from advisor.experiment.variants import advisor_spec
+    from advisor.recommend import recommend
+
+    plan = recommend(advisor_spec("cnn", samples=1077))
+    conv_rates = {s.p for s in plan.sites if s.kind == "dropout2d"}
+    assert conv_rates and 0.25 not in conv_rates, conv_rates
+    section = README.split("## Checking the advice on real data", 1)[1].split("\n## ", 1)[0]
+    assert "0.1 and 0.25" not in section or "older plan" in section

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from advisor.advise.base import _scoped, recipe_regime
+from advisor.advise.depth import DEPTH_RULES, block_rate
 from advisor.advise.roles import role_positions
 from advisor.errors import SpecError
 from advisor.explain import plan_json, plan_markdown, schedule_text
@@ -153,7 +154,7 @@ def test_fine_tuning_a_no_dropout_base_says_what_its_sources_say(fixture_kb):
     assert plan.sites == []
     text = " ".join(n.text for n in plan.notes)
     assert "has no dropout anywhere" in text and "touvron2023" in text
-    assert "no dropout to turn on for fine-tuning" in text
+    assert "no dropout to turn on for full fine-tuning" in text
 
 
 def test_t5_v1_1_base_pretrains_without_dropout_and_fine_tunes_with_it(fixture_kb):
@@ -221,27 +222,52 @@ def test_underfitting_shows_early_dropout_everywhere_and_the_head_leaves_point_f
 # ---- rates from their own sources ----
 
 
-def test_channel_wise_conv_dropout_takes_enet_rates():
+def test_channel_wise_conv_dropout_takes_enet_rates_and_says_they_are_borrowed():
     plan = recommend(Spec(arch="cnn", layers=4, modality="image"))
     conv = [s for s in plan.sites if s.kind == "dropout2d"]
     assert [s.p for s in conv] == [0.01, 0.1, 0.1, 0.1]
     assert all("paszke2016" in s.citations for s in conv)
+    assert all("extrapolation" in s.reason for s in conv)
 
 
-def test_element_wise_conv_rates_exclude_srivastavas_input_rate():
+@pytest.mark.parametrize("modality", ["image", "audio", "other", "sequence"])
+def test_the_kind_of_conv_dropout_follows_the_feature_maps_not_the_modality(modality):
+    plan = recommend(Spec(arch="cnn", layers=3, modality=modality))
+    conv = [s for s in plan.sites if "conv" in _after_tags(plan, s)]
+    assert [s.kind for s in conv] == ["dropout2d"] * 3
+    assert [s.p for s in conv] == [0.01, 0.1, 0.1]
+
+
+def test_srivastavas_element_wise_conv_rates_are_the_alternative_without_his_input_rate(kb):
+    rate = kb.recommendations["DRP004"].rate
+    assert rate is not None and (rate.low, rate.default, rate.high) == (0.25, 0.25, 0.5)
     plan = recommend(Spec(arch="cnn", layers=3, modality="audio"))
-    conv = [s for s in plan.sites if s.kind == "dropout" and "conv" in _after_tags(plan, s)]
-    # SVHN: 0.25 in the lower conv layers, 0.5 at the top conv layer; 0.1 is the seed answer's conv rate.
-    assert [s.p for s in conv] == [0.1, 0.25, 0.5]
-    assert conv[0].p_range == (0.1, 0.5)
+    (note,) = [n for n in plan.notes if n.recommendations == ["DRP004"]]
+    assert "0.25, 0.25, 0.5" in note.text and "0.1 on the input" in note.text and note.contested
 
 
-def test_tabular_modality_turns_input_dropout_off():
+def test_conv_sites_cite_no_source_that_argues_against_conv_dropout():
+    plan = recommend(Spec(arch="cnn", layers=3, modality="image"))
+    for s in plan.sites:
+        if "conv" in _after_tags(plan, s):
+            assert not {"krizhevsky2012", "simonyan2015", "hinton2012"} & set(s.citations), s.citations
+
+
+def test_tabular_inputs_take_srivastavas_real_valued_input_rate():
     tabular = recommend(Spec(arch="mlp", modality="tabular"))
     image = recommend(Spec(arch="mlp", modality="image"))
-    assert not any(s.after == "input" for s in tabular.sites)
-    assert any("DRP002" in n.recommendations and "tabular" in n.text for n in tabular.notes)
+    assert [s.p for s in tabular.sites if s.after == "input"] == [0.2]
     assert [s.p for s in image.sites if s.after == "input"] == [0.2]
+
+
+def test_acoustic_features_into_an_rnn_take_the_input_rate_not_zarembas():
+    plan = recommend(
+        Spec(arch="rnn", cell="lstm", layers=3, width=320, rnn_task="classifier", modality="audio", embeddings=False)
+    )
+    first = plan.sites[0]
+    assert (first.after, first.before, first.p) == ("input", "rnn-layer", 0.2)
+    assert first.recommendations[0] == "DRP002" and "srivastava2014" in first.citations
+    assert {s.p for s in plan.sites[1:]} == {0.5}
 
 
 def test_gat_gets_all_three_reference_dropouts_per_layer():
@@ -260,25 +286,62 @@ def test_gat_gets_all_three_reference_dropouts_per_layer():
 
 @pytest.mark.parametrize(("width", "p"), [(200, 0.5), (650, 0.5), (1500, 0.65), (2048, 0.65)])
 def test_lstm_rates_follow_zarembas_model_size(width, p):
-    plan = recommend(Spec(arch="rnn", layers=2, width=width, rnn_task="classifier", embeddings=False))
-    assert {s.p for s in plan.sites} == {p}
+    plan = recommend(Spec(arch="rnn", layers=2, width=width, rnn_task="lm"))
+    assert {s.p for s in plan.sites if s.recommendations[0] == "DRP012"} == {p}
 
 
-def test_more_data_lowers_and_strong_overfitting_raises_to_the_ends_of_the_range():
+def test_strong_overfitting_raises_and_no_overfitting_lowers_to_the_ends_of_the_range():
     base = Spec(arch="mlp", layers=2, modality="image")
-    small = recommend(base.model_copy(update={"samples": 2_000, "overfitting": "strong"}))
-    large = recommend(base.model_copy(update={"samples": 50_000_000}))
-    assert [s.p for s in small.sites] == [0.2, 0.5, 0.5]
-    assert [s.p for s in large.sites] == [0.2, 0.2], "the input rate reaches 0 and is left out"
-    assert "DRP201" in small.sites[-1].recommendations
+    strong = recommend(base.model_copy(update={"overfitting": "strong"}))
+    none = recommend(base.model_copy(update={"overfitting": "none"}))
+    assert [s.p for s in strong.sites] == [0.3, 0.5, 0.5]
+    assert [s.p for s in none.sites] == [0.2, 0.2], "the input rate reaches 0 and is left out"
+    assert "DRP201" in strong.sites[-1].recommendations
 
 
-def test_parameters_per_example_push_applies_only_from_scratch():
+# The review (notes/review-advice.md, kind 2): uncited data-size thresholds overrode cited recipe rates.
+@pytest.mark.parametrize("samples", [500, 4_999, 929_000, 1_000_000, 10_000_000, 10**10])
+def test_the_number_of_examples_alone_moves_no_rate(samples):
+    for spec in (
+        Spec(arch="rnn", layers=2, width=1500, rnn_task="lm"),
+        Spec(arch="mlp", layers=2, modality="image"),
+        Spec(arch="transformer", transformer="decoder", layers=12, width=768, params=125_000_000),
+    ):
+        plan = recommend(spec.model_copy(update={"samples": samples}))
+        assert [s.p for s in plan.sites] == [s.p for s in recommend(spec).sites], (spec.arch, samples)
+        assert not any("examples" in s.reason or "DRP201" in s.recommendations for s in plan.sites)
+
+
+def test_zarembas_large_lstm_keeps_065_on_data_the_size_of_ptb_and_beyond():
+    for samples in (929_000, 1_000_000, 50_000_000):
+        plan = recommend(Spec(arch="rnn", layers=2, width=1500, rnn_task="lm", samples=samples))
+        assert {s.p for s in plan.sites if s.recommendations[0] == "DRP012"} == {0.65}
+
+
+def test_no_parameters_per_example_push():
     spec = Spec(arch="cnn", layers=3, samples=50_000, params=500_000_000)
-    assert any("parameters per training example" in s.reason for s in recommend(spec).sites)
-    for regime in ("fine-tuning", "pretraining"):
-        plan = recommend(spec.model_copy(update={"regime": regime}))
-        assert not any("parameters per training example" in s.reason for s in plan.sites)
+    assert not any("parameters per training example" in s.reason for s in recommend(spec).sites)
+
+
+def test_every_engine_threshold_is_written_with_a_source(kb):
+    from advisor.schema import THRESHOLD_FIELDS
+
+    for rec in kb.active():
+        if rec.engine is None:
+            continue
+        documented = {(t.field, float(t.value)): t for t in rec.engine.thresholds}
+        for cond in [*rec.engine.when, *(r.when for r in rec.engine.rate_rules)]:
+            for name in THRESHOLD_FIELDS:
+                if getattr(cond, name) is not None:
+                    t = documented[(name, float(getattr(cond, name)))]
+                    assert t.citations and set(t.citations) <= set(kb.citations), (rec.id, name)
+
+
+def test_an_undocumented_threshold_is_a_knowledge_error():
+    from advisor.schema import Engine
+
+    with pytest.raises(ValidationError, match="threshold without a source"):
+        Engine.model_validate({"action": "note", "when": [{"min_samples": 5000}]})
 
 
 def test_strong_overfitting_does_not_raise_a_base_rate(fixture_kb):
@@ -326,6 +389,7 @@ def test_adding_a_recommendation_file_changes_advice(tmp_path):
     src = (root / "recommendations" / "DRP017.toml").read_text(encoding="utf-8")
     new = src.replace('id = "DRP017"', 'id = "DRP099"').replace('arch = ["transformer"]', 'arch = ["gnn"]')
     new = new.replace('{ after = "attention", before = "residual-add" }', '{ after = "input", before = "any" }')
+    new = re.sub(r"priority = \d+", "priority = 100", new)  # wins the gap that GCN's own entry also claims
     assert new.count("DRP099") == 1 and 'after = "input", before = "any"' in new
     (root / "recommendations" / "DRP099.toml").write_text(new, encoding="utf-8")
     spec = Spec(arch="gnn")
@@ -343,7 +407,7 @@ def test_unknown_base_is_a_usage_error_with_suggestions():
 
 
 def test_base_of_another_family_is_refused():
-    with pytest.raises(SpecError, match="is a transformer"):
+    with pytest.raises(SpecError, match=r"has arch = .transformer."):
         recommend(Spec(arch="cnn", base="bert-base"))
 
 
@@ -403,19 +467,37 @@ def _check_recipe_reproduced(kb: KnowledgeBase, key: str, regime: str) -> None:
             # in a plain-CNN spec) is left out and said so, never silently.
             assert rsite.where in left_out, f"{key}: {rsite.role} p={rsite.p} missing and not reported"
             continue
-        assert len(sites) == len(_scoped(role_positions(rsite.role, plan.layers), rsite.scope))
-        expected_count = _count_by_structure(rsite.role, plan, Spec.model_validate(plan.spec))
-        if expected_count is not None:
-            assert len(sites) == len(_scoped(list(range(expected_count)), rsite.scope)), (rsite.role, len(sites))
+        n = len({o.block for o in plan.layers if o.block is not None})
+        if rsite.schedule in DEPTH_RULES:
+            # Only the blocks the recipe names, at the rate its own code computes (none where that is 0).
+            wanted = [
+                pos
+                for pos in role_positions(rsite.role, plan.layers)
+                if (rsite.blocks is None or _block_at(plan, pos) in rsite.blocks)
+                and block_rate(rsite.schedule, rsite.p, _block_at(plan, pos), n) > 0
+            ]
+            assert [s.position for s in sites] == wanted, (key, rsite.role)
+        else:
+            assert len(sites) == len(_scoped(role_positions(rsite.role, plan.layers), rsite.scope))
+            expected_count = _count_by_structure(rsite.role, plan, Spec.model_validate(plan.spec))
+            if expected_count is not None:
+                assert len(sites) == len(_scoped(list(range(expected_count)), rsite.scope)), (rsite.role, len(sites))
         for s in sites:
             assert ROLE_GAP_KINDS[rsite.role](s.after, s.before), (rsite.role, s.after, s.before)
-            if rsite.schedule == "linear-depth":
-                n = len({o.block for o in plan.layers if o.block is not None})
-                assert s.p == round(rsite.p * (s.block + 1) / n, 3)
+            if rsite.schedule in DEPTH_RULES:
+                assert s.block is not None and s.depth_rule == rsite.schedule
+                assert s.p == block_rate(rsite.schedule, rsite.p, s.block, n)
+                assert s.p_range[0] <= s.p <= s.p_range[1], "p inside its own range"
             else:
                 assert s.p == rsite.p
             assert {src.citation for src in rsite.sources} <= set(s.citations)
             assert s.evidence and key in s.reason
+
+
+def _block_at(plan: Plan, pos: int) -> int:
+    block = plan.layers[pos - 1].block if plan.layers[pos - 1].block is not None else plan.layers[pos].block
+    assert block is not None
+    return block
 
 
 def _count_by_structure(role: str, plan: Plan, s: Spec) -> int | None:
@@ -446,7 +528,7 @@ def _count_by_structure(role: str, plan: Plan, s: Spec) -> int | None:
 
 # Recipes whose spec cannot hold one of their sites (the recipe's own notes name the spec gap). Listed so
 # the test fails, and this list is trimmed, once the spec can express them.
-SPEC_GAPS = {"convnext-t": "drop-path", "googlenet": "head"}
+SPEC_GAPS = {"googlenet": "head"}
 
 
 def test_spec_gaps_are_still_gaps(kb):
@@ -528,6 +610,11 @@ def _spec(values: dict, kb: KnowledgeBase) -> Spec:
         values = {**recipe.spec, **{k: values[k] for k in keep}}
     if values.get("underfitting") and values["overfitting"] in ("mild", "strong"):
         values["overfitting"] = "unknown"
+    from advisor.spec import FAMILY_FIELDS
+
+    for name, families in FAMILY_FIELDS.items():  # another family's fields are refused: draw only this one's
+        if values.get("arch") not in families:
+            values[name] = None
     try:
         return Spec(**values)
     except ValidationError:
@@ -589,8 +676,10 @@ def test_every_rate_is_a_cited_value_or_a_cited_rule(values, fixture_kb):
             cited = {r.p for r in rsites}
         else:
             cited = _cited_values(fixture_kb, s)
-        if s.schedule == "linear-depth":  # Huang et al. 2016: p_l = l / L * p_L, with p_L cited
-            assert any(s.p == round(p * (s.block + 1) / n_blocks, 3) for p in cited), (s.p, cited)
+        if s.schedule == "linear-depth" or s.depth_rule is not None:  # the cited code's per-block rule
+            assert s.depth_rule in DEPTH_RULES and s.block is not None
+            assert any(s.p == block_rate(s.depth_rule, p, s.block, n_blocks) for p in cited), (s.p, cited)
+            assert s.p_range[0] <= s.p <= s.p_range[1], "p inside its range"
         else:
             assert s.p in cited, f"{s.id} p={s.p} is not a cited value {sorted(cited)}"
 
@@ -626,11 +715,16 @@ def test_no_text_in_a_plan_denies_a_site_of_the_same_plan(values, fixture_kb):
 
 # Each entry's not_applies_to, as a predicate on the (resolved) spec: the plan must not show the entry.
 EXCLUDED = {
-    "DRP002": lambda s, plan: s.regime != "scratch" or s.modality == "text" or s.activation == "selu",
+    "DRP002": lambda s, plan: (
+        s.regime != "scratch"
+        or s.arch not in ("mlp", "rnn")
+        or (s.arch == "mlp" and (s.modality == "text" or s.activation == "selu"))
+        or (s.arch == "rnn" and bool(s.embeddings))
+    ),
     "DRP003": lambda s, plan: s.head == "gap" or s.arch == "resnet",
     "DRP004": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn",
     "DRP005": lambda s, plan: bool(s.batch_norm) or s.arch != "cnn" or s.activation == "selu",
-    "DRP008": lambda s, plan: bool(s.wide) or s.arch != "resnet",
+    "DRP008": lambda s, plan: bool(s.wide) or s.arch != "resnet" or s.batch_norm is False,
     "DRP009": lambda s, plan: not s.wide,
     "DRP010": lambda s, plan: s.arch not in ("resnet", "transformer"),
     "DRP013": lambda s, plan: s.arch != "rnn" or s.rnn_task != "lm",
@@ -695,3 +789,271 @@ def test_base_plans_add_no_site_and_raise_no_rate(values, fixture_kb):
         rsites = [r for r in recipe.sites if r.role == s.role and r.kind == s.kind]
         assert rsites, f"{s.id}: a site {recipe.key} does not have"
         assert s.p <= max(r.p for r in rsites)
+
+
+# ---- drop-path as the cited code computes it (review kinds 1, 5 and 8) ----
+
+
+def test_swin_t_fine_tuning_reproduces_timm_linspace_per_block():
+    plan = recommend(Spec(arch="transformer", base="swin-t", regime="fine-tuning"))
+    by_block = {s.block: s.p for s in plan.sites}
+    # torch.linspace(0, 0.2, 12): block 1 gets 0 (no site), then 0.018, 0.036 ... 0.2
+    assert 0 not in by_block
+    assert by_block[1] == 0.018 and by_block[2] == 0.036 and by_block[11] == 0.2
+    for s in plan.sites:
+        assert s.p_range[0] <= s.p <= s.p_range[1]
+        assert "linspace(0, 0.2, 12)" in s.reason and "l/L" not in s.reason
+
+
+def test_efficientnet_b0_drop_path_only_on_its_nine_identity_skip_blocks():
+    plan = recommend(Spec(arch="resnet", base="efficientnet-b0", regime="fine-tuning"))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert [s.block for s in dp] == [2, 4, 6, 7, 9, 10, 12, 13, 14]
+    assert [s.p for s in dp] == [round(0.2 * b / 16, 3) for b in (2, 4, 6, 7, 9, 10, 12, 13, 14)]
+    assert dp[-1].p == 0.175
+
+
+def test_efficientnet_b7_drop_path_skips_the_first_block_of_each_stage():
+    plan = recommend(Spec(arch="resnet", base="efficientnet-b7", regime="fine-tuning"))
+    blocks = {s.block for s in plan.sites if s.kind == "drop-path"}
+    assert len(blocks) == 55 - 7 and not blocks & {0, 4, 11, 18, 28, 38, 51}
+
+
+def test_convnext_t_keeps_its_drop_path_and_never_says_it_has_no_dropout():
+    plan = recommend(Spec(arch="resnet", base="convnext-t", regime="fine-tuning"))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert len(dp) == 17 and dp[-1].p == 0.1 and dp[0].p == round(0.1 / 17, 3)
+    assert all(s.before == "residual-add" for s in dp)
+    said = " ".join(n.text for n in plan.notes)
+    assert "has no dropout in its" not in said and "has no dropout anywhere" not in said and "no place for" not in said
+
+
+def test_a_residual_cnn_without_batchnorm_is_a_valid_spec_but_a_wide_one_is_not():
+    plan = recommend(Spec(arch="resnet", batch_norm=False, layers=4))
+    assert not any(o.kind == "batchnorm" for o in plan.layers)
+    with pytest.raises(ValidationError, match="Wide ResNet"):
+        Spec(arch="resnet", batch_norm=False, wide=True)
+
+
+def test_vision_transformer_drop_path_follows_deit_linspace_and_stays_in_range():
+    plan = recommend(Spec(arch="transformer", layers=12, width=768, modality="image", samples=1_281_167))
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert {s.depth_rule for s in dp} == {"linspace"} and min(s.block for s in dp) == 1
+    assert max(s.p for s in dp) == 0.1
+    for s in dp:
+        assert s.p_range[0] <= s.p <= s.p_range[1]
+
+
+def test_resnet_50_shaped_net_on_imagenet_gets_no_drop_path_from_block_count():
+    plan = recommend(Spec(arch="resnet", layers=16, samples=1_280_000, params=25_000_000))
+    assert not any(s.kind == "drop-path" for s in plan.sites)
+
+
+def test_resnet_gets_huangs_drop_path_when_it_overfits_or_is_huang_deep():
+    overfit = recommend(Spec(arch="resnet", layers=16, overfitting="strong"))
+    deep = recommend(Spec(arch="resnet", layers=54))
+    for plan in (overfit, deep):
+        dp = [s for s in plan.sites if s.kind == "drop-path"]
+        assert dp and {s.depth_rule for s in dp} == {"linear-depth"}
+        assert dp[0].p == round(dp[-1].p / len(dp), 3), "Huang et al.: the first block drops p_L / L"
+
+
+def test_drop_path_where_text_does_not_claim_a_start_at_zero_under_huangs_rule():
+    plan = recommend(Spec(arch="resnet", layers=16, overfitting="strong"))
+    for s in plan.sites:
+        if s.kind == "drop-path":
+            assert "from 0" not in s.where
+
+
+# ---- ViT-B/16 from scratch: one answer (review kind 4) ----
+
+
+def test_vit_b_16_from_scratch_gives_the_same_sites_with_and_without_base():
+    with_base = recommend(Spec(arch="transformer", base="vit-b-16", regime="scratch", samples=1_281_167))
+    recipe = default_kb().recipes["vit-b-16"].spec
+    without = recommend(Spec.model_validate({**recipe, "regime": "scratch", "samples": 1_281_167}))
+    assert with_base.sites, "never an unregularized ViT-B/16 from scratch"
+    assert [(s.position, s.kind, s.p) for s in with_base.sites] == [(s.position, s.kind, s.p) for s in without.sites]
+    said = " ".join(n.text for n in with_base.notes)
+    assert "DeiT" in said and "0.1 for ViT-B" in said, "the plan says which side it follows and records the other"
+
+
+def test_vit_b_16_fine_tuning_keeps_the_released_configuration():
+    plan = recommend(Spec(arch="transformer", base="vit-b-16", regime="fine-tuning"))
+    assert plan.sites == []
+
+
+# ---- schedules that match the rates (review kind 6) ----
+
+
+def test_a_push_that_flattens_the_depth_ramp_is_shown_as_constant():
+    for overfitting in ("strong", "none"):
+        plan = recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000, overfitting=overfitting))
+        conv = [s for s in plan.sites if s.kind == "dropout2d"]
+        assert len({s.p for s in conv}) == 1
+        assert {s.schedule for s in conv} == {"constant"}
+        assert "rising with depth" not in plan_plain(plan) and "rise-with-depth" not in plan_plain(plan)
+
+
+def test_an_unpushed_depth_ramp_rises():
+    plan = recommend(Spec(arch="cnn", layers=3, samples=50_000))
+    conv = [s for s in plan.sites if s.kind == "dropout2d"]
+    assert [s.p for s in conv] == [0.01, 0.1, 0.1] and {s.schedule for s in conv} == {"rise-with-depth"}
+
+
+def test_early_dropout_sites_show_the_early_rate_range_not_a_blend():
+    plan = recommend(Spec(arch="mlp", layers=2, width=64, samples=1_000_000, modality="tabular", underfitting=True))
+    for s in plan.sites:
+        assert s.schedule == "early" and s.p == 0.1 and s.p_range == (0.1, 0.1)
+    text = plan_plain(plan)
+    assert "0 for the first part of training" not in text and "range 0.1-0.5" not in text
+
+
+def test_early_drop_path_still_rises_with_depth():
+    plan = recommend(
+        Spec(arch="transformer", layers=4, width=256, samples=1_000_000, underfitting=True, modality="image")
+    )
+    dp = [s for s in plan.sites if s.kind == "drop-path"]
+    assert dp and {s.schedule for s in dp} == {"early"}
+    assert [s.p for s in dp] == sorted(s.p for s in dp) and dp[0].p < dp[-1].p
+
+
+# ---- LoRA fine-tuning of dropout-free bases (review kind 1) ----
+
+
+@pytest.mark.parametrize("base", ["llama-7b", "llama-2-7b", "mistral-7b"])
+def test_fine_tuning_a_dropout_free_base_gives_the_adapter_dropout_with_its_source(base):
+    plan = recommend(Spec(arch="transformer", base=base, regime="fine-tuning"))
+    assert plan.sites == []
+    (lora,) = [n for n in plan.notes if n.recommendations == ["DRP208"]]
+    assert "0.1 up to 13B and 0.05 for 33B and 65B" in lora.text and "dettmers2023qlora" in lora.citations
+    assert lora.contested
+    said = " ".join(n.text for n in plan.notes)
+    assert "no dropout to turn on for full fine-tuning" in said
+
+
+def test_adapter_dropout_is_not_shown_outside_fine_tuning():
+    plan = recommend(Spec(arch="transformer", base="llama-2-7b", regime="pretraining"))
+    assert not any("DRP208" in n.recommendations for n in plan.notes)
+
+
+def test_drp022_cites_the_t5_v1_1_checkpoints_and_does_not_promise_dropout_for_every_base(kb):
+    rec = kb.recommendations["DRP022"]
+    assert "t5-checkpoints" in rec.citations and "t5-checkpoints" in rec.rate.citations
+    assert "re-enable it for fine-tuning" not in rec.summary and "LLaMA has none to turn on" in rec.summary
+
+
+# ---- readability (review-advice.md, kind 12) ----
+
+
+def _base(name: str, arch: str = "transformer") -> Plan:
+    return recommend(Spec(arch=arch, base=name, regime="fine-tuning"), default_kb())
+
+
+def test_text_tree_collapses_repeated_blocks():
+    text = plan_plain(_base("llama-7b"))
+    assert "… decoder 2–32: same as decoder 1" in text
+    assert "decoder 2 FFN" not in text
+    assert len(text.splitlines()) < 40
+
+
+def test_markdown_tree_collapses_repeated_blocks_and_names_their_sites(kb):
+    md = plan_markdown(_base("t5-base"), kb)
+    tree = md.split("## Sites")[0]
+    assert "… encoder 2–12: same as encoder 1 (sites S6–S49)" in tree
+    assert "… decoder 2–12: same as decoder 1" in tree
+    assert "encoder 7 FFN" not in tree
+
+
+def test_collapsed_drop_path_blocks_show_their_per_block_rates():
+    text = plan_plain(_base("deit-b"))
+    same = [line for line in text.splitlines() if "same as" in line]
+    assert same and "per-block" in same[0]
+    # the last block's rate is the recipe's final rate
+    assert same[0].rstrip(")").endswith("0.1")
+
+
+def test_blocks_that_differ_are_not_collapsed():
+    # Srivastava's element-wise conv rates differ per block (0.25, 0.25, 0.5): no block is "the same"
+    plan = recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000, overfitting="strong"))
+    assert "same as" in plan_plain(plan)  # channel-wise, one rate: blocks 2-3 repeat block 1
+    rnn = recommend(Spec(arch="rnn", cell="lstm", layers=2, width=650, rnn_task="lm", samples=1_000_000))
+    assert "same as" not in plan_plain(rnn)  # layer 2 feeds the output, layer 1 does not
+
+
+def test_decoder_sites_are_set_by_the_decoder_layer():
+    plan = recommend(Spec(arch="transformer", transformer="encoder-decoder", layers=2, width=256, samples=100_000))
+    by_module = {(s.module, "decoder" in s.after_label or (s.block is not None and s.block >= 2)) for s in plan.sites}
+    assert ("nn.TransformerDecoderLayer(dropout=)", True) in by_module
+    assert all(
+        s.module != "nn.TransformerEncoderLayer(dropout=)" or (s.block is not None and s.block < 2) for s in plan.sites
+    )
+
+
+def test_decoder_only_base_sites_are_set_by_the_decoder_layer():
+    modules = {s.module for s in _base("gpt2").sites}
+    assert "nn.TransformerEncoderLayer(dropout=)" not in modules
+    assert "nn.TransformerDecoderLayer(dropout=)" in modules
+
+
+def test_gat_site_groups_have_distinct_where_texts():
+    plan = recommend(Spec(arch="gnn", gnn="gat", layers=2, width=64, samples=140))
+    wheres = [g[0].where for g in plan.site_groups()]
+    assert len(wheres) == 3 and len(set(wheres)) == 3
+
+
+def test_one_layer_is_singular():
+    plan = recommend(Spec(arch="rnn", cell="gru", layers=1, width=256, rnn_task="classifier", samples=20_000))
+    assert plan_plain(plan).splitlines()[0] == "Dropout plan: rnn, 1 layer"
+
+
+def test_group_authors_render_whole_and_empty_venues_leave_no_gap(kb):
+    from advisor.explain import short_ref
+
+    assert short_ref(kb.citations["transformers-modeling"]).startswith("Hugging Face Transformers contributors ")
+    assert short_ref(kb.citations["cv240305"]).startswith("Cross Validated contributors ")
+    md = plan_markdown(recommend(Spec(arch="cnn", layers=3, pooling="max", samples=50_000)), kb)
+    assert "*. ." not in md and ". . " not in md
+
+
+# ---- RNN rates within their sources (review-advice.md, kind 11) ----
+
+
+def _rnn(**kw: object) -> Plan:
+    return recommend(Spec(arch="rnn", cell="lstm", layers=2, samples=1_000_000, **kw))
+
+
+def test_rnn_below_650_units_says_the_rate_is_an_extrapolation():
+    plan = _rnn(width=256, rnn_task="classifier")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and all("extrapolation" in r and "dropout 0" in r for r in reasons)
+
+
+def test_rnn_at_650_units_follows_the_medium_model_without_a_caveat():
+    plan = _rnn(width=650, rnn_task="lm")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and not any("extrapolation" in r for r in reasons)
+
+
+def test_seq2seq_rnn_rate_is_marked_as_taken_from_language_models():
+    plan = _rnn(width=1500, rnn_task="seq2seq")
+    reasons = [s.reason for s in plan.sites if s.recommendations[0] == "DRP012"]
+    assert reasons and all("seq2seq" in r and "extrapolation" in r for r in reasons)
+
+
+def test_awd_lstm_embedding_site_says_it_is_not_zarembas():
+    plan = _rnn(width=650, rnn_task="lm")
+    emb = [s for s in plan.sites if s.recommendations[0] == "DRP015"]
+    assert len(emb) == 1 and "AWD-LSTM" in emb[0].reason and "not Zaremba" in emb[0].reason
+
+
+def test_a_site_left_where_others_are_avoided_says_so():
+    # review #2: one dropout before the logits of a BatchNorm MLP was described as "after each hidden layer"
+    plan = recommend(Spec(arch="mlp", layers=4, width=256, batch_norm=True, samples=20_000, overfitting="strong"))
+    assert len(plan.sites) == 1 and plan.avoid
+    assert "only where it feeds no layer listed under 'do not put dropout here'" in plan.sites[0].where
+
+
+def test_a_site_with_nothing_avoided_keeps_its_plain_where():
+    plan = recommend(Spec(arch="mlp", layers=3, width=512, samples=60_000, modality="tabular"))
+    assert all("only where" not in s.where for s in plan.sites)

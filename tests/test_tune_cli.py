@@ -283,7 +283,7 @@ def test_without_psycopg_a_postgresql_storage_says_what_to_install(tmp_path, mon
         (["--trials", "0"], "Invalid value for '--trials'"),
         (["--seeds", "0"], "Invalid value for '--seeds'"),
         (["--base", "nosuchnet"], "nosuchnet"),
-        (["--base", "bert-base"], "but arch is 'mlp'"),
+        (["--base", "bert-base"], "but --arch gives 'mlp'"),
         (["--out", "existing.txt"], "existing.txt exists and is not a folder"),
         (["--out", "/dev/null"], "/dev/null exists and is not a folder"),
         (["--storage", "ftp://host/x"], "unknown storage URL"),

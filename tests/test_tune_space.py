@@ -72,7 +72,8 @@ def test_the_none_placement_builds_the_network_without_dropout():
 
 
 def test_a_group_the_plan_leaves_out_falls_back_to_experiments_cited_rate():
-    space, plan = _space("mlp", underfitting=True)
+    # DRP002 puts input dropout on real-valued inputs only (not on text features): the input group is left out
+    space, plan = _space("mlp", modality="text")
     assert all(s.after != "input" for s in plan.sites)
     group = space.group("input")
     assert group.plan_p is None and group.high == 0.2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from advisor.advise.depth import DEPTH_RULES, block_range, block_rate, explain
 from advisor.errors import NotFoundError, SpecError
 from advisor.knowledge import KnowledgeBase
 from advisor.plan import Note, Op, PlanSite
@@ -80,13 +81,45 @@ def resolve_base(name: str, kb: KnowledgeBase) -> Recipe:
         ) from None
 
 
+#: Spec fields that make a recipe what it is: a value that contradicts the recipe's is refused (its sites
+#: would not apply). Size fields (layers, width, the number of FC layers) may differ: the plan then says the
+#: recipe's rates were published for its own size (tune applies a recipe's rates to experiment's networks).
+STRUCTURAL_FIELDS = (
+    "arch",
+    "transformer",
+    "gnn",
+    "cell",
+    "rnn_task",
+    "wide",
+    "norm",
+    "positions",
+    "embedding_norm",
+    "batch_norm",
+    "activation",
+    "pooling",
+    "head",
+    "bidirectional",
+    "embeddings",
+    "modality",
+)
+SIZE_FIELDS = ("layers", "width", "fc_layers")
+
+
+def _flag(name: str) -> str:
+    return "--task" if name == "rnn_task" else "--" + name.replace("_", "-")
+
+
 def _check_family(recipe: Recipe, values: dict[str, Any], source: str) -> None:
-    arch = recipe.spec.get("arch")
-    if "arch" in values and arch is not None and values["arch"] != arch:
-        raise SpecError(
-            f"{source}: --base {recipe.key} is a {arch} ({recipe.name}), but arch is '{values['arch']}'",
-            hint=f"leave out --arch (the recipe sets it), or choose a {values['arch']} recipe",
-        )
+    """Refuse given values that contradict the recipe's structure (another family, a GCN for GAT's recipe ...)."""
+    for name in STRUCTURAL_FIELDS:
+        want = recipe.spec.get(name)
+        if name in values and values[name] is not None and want is not None and values[name] != want:
+            got = values[name]
+            raise SpecError(
+                f"{source}: --base {recipe.key} ({recipe.name}) has {name} = {want!r}, but {_flag(name)} gives {got!r}",
+                hint=f"leave out {_flag(name)} (the recipe sets it), or choose a recipe whose {name} is {got!r} "
+                "('dropout-advisor recipes list'), or leave out --base",
+            )
 
 
 def fill_from_base(values: dict[str, Any], kb: KnowledgeBase) -> tuple[dict[str, Any], Recipe | None]:
@@ -95,8 +128,13 @@ def fill_from_base(values: dict[str, Any], kb: KnowledgeBase) -> tuple[dict[str,
     ``base`` becomes the recipe's key. Raises :class:`SpecError` for an unknown recipe or another family.
     """
     name = values.get("base")
-    if not name:
+    if name is None:
         return values, None
+    if not str(name).strip():
+        raise SpecError(
+            "--base: an empty recipe name",
+            hint="give a recipe name ('dropout-advisor recipes list'), or leave out --base",
+        )
     recipe = resolve_base(str(name), kb)
     _check_family(recipe, values, "flags")
     merged = {**recipe.spec, **values, "base": recipe.key}
@@ -224,6 +262,7 @@ def base_sites(
     unmapped: list[RecipeSite] = []
     taken: dict[int, str] = {}
     from advisor.advise.roles import STRUCTURAL_ROLES, role_positions
+    from advisor.recommend import layer_module
 
     index = _generic_index(s, ops, kb)
     # A site listed more than once for the regime (same role, kind, scope and fields) is a range the
@@ -249,9 +288,11 @@ def base_sites(
         if not positions:
             unmapped.append(rsite)
             continue
-        cites = [src.citation for src in rsite.sources]
+        cites = list(dict.fromkeys(src.citation for src in rsite.sources))
         cites += [c for c in recipe.citations if c not in cites]
         free = [pos for pos in positions if pos not in taken or rsite.role in STRUCTURAL_ROLES]
+        if rsite.blocks is not None:  # e.g. EfficientNet's drop connect: only blocks with an identity skip
+            free = [pos for pos in free if _blocks(ops, pos)[0] in rsite.blocks]
         if not free:
             unmapped.append(rsite)  # e.g. GoogLeNet's auxiliary heads: the stack has one head, held by the main one
             continue
@@ -260,11 +301,18 @@ def base_sites(
             generic = index.get((pos, rsite.kind), [])
             block, n = _blocks(ops, pos)
             p, schedule, rate_why = _base_rate(rsite, block, n, s)
+            if p == 0.0 and schedule == "linear-depth":
+                continue  # the first block of a rule that starts at 0 (linspace): no site, as in the cited code
+            p_range = (min(recorded), max(recorded))
+            if schedule == "linear-depth" and block is not None:
+                p_range = block_range(rsite.schedule, min(recorded), max(recorded), block, n)
             if len(recorded) > 1:
                 span = f"{min(recorded):g}–{max(recorded):g}"
                 move = "strong overfitting → its top" if raise_to_top else "its low end"
                 rate_why = "; ".join(x for x in (f"the recipe records {span} here: {move}", rate_why) if x)
-            module = generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout")
+            module = layer_module(
+                generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout"), s, ops[pos - 1], ops[pos]
+            )
             fields = ", ".join(dict.fromkeys(f.split(":", 1)[1] for f in rsite.fields))
             reason = f"{phrase}: {rsite.where}" + (f" (set by {fields})" if fields else "") + f" [{recipe.key}]."
             if rate_why:
@@ -281,8 +329,9 @@ def base_sites(
                     kind=rsite.kind,
                     module=module,
                     p=p,
-                    p_range=(min(recorded), max(recorded)),
+                    p_range=p_range,
                     schedule=schedule,
+                    depth_rule=rsite.schedule if schedule == "linear-depth" else None,
                     reason=reason,
                     recommendations=[BASE_RULE] + [r.id for r, _ in generic if r.id != BASE_RULE],
                     citations=cites,
@@ -308,6 +357,21 @@ def base_sites(
                 "reduce the epochs, add weight decay or data first."
             )
     notes.append(Note.model_construct(text=summary, recommendations=[BASE_RULE], citations=list(recipe.citations)))
+    resized = [
+        f"{name} {getattr(s, name)} (the recipe's {recipe.spec[name]})"
+        for name in SIZE_FIELDS
+        if name in recipe.spec and getattr(s, name) is not None and getattr(s, name) != recipe.spec[name]
+    ]
+    if resized:
+        notes.append(
+            Note.model_construct(
+                text=f"Your network differs in size from {recipe.name}: {', '.join(resized)}. The plan keeps the "
+                f"recipe's rates, which its sources give for {recipe.name}'s own size only; for a model of your own "
+                "size, leave out --base and the size rules of the entries apply.",
+                recommendations=[BASE_RULE],
+                citations=list(recipe.citations),
+            )
+        )
     if not sites and not recipe.sites:
         where = "; ".join(
             f"{src.citation}: {src.locator}" + (f" @ {src.commit}" if src.commit else "")
@@ -315,7 +379,10 @@ def base_sites(
         )
         text = f"{recipe.name} has no dropout anywhere ({where})."
         if s.regime == "fine-tuning":
-            text += " Its sources give no dropout to turn on for fine-tuning, so the plan adds none."
+            text += (
+                " Its sources give no dropout to turn on for full fine-tuning, so the plan adds none; adapters "
+                "(LoRA, QLoRA) have a dropout of their own (DRP208)."
+            )
         notes.append(Note.model_construct(text=text, recommendations=[BASE_RULE], citations=list(recipe.citations)))
     elif not sites:
         others = [r for r in recipe.regime if r != used and any(_site_applies(x, r) and x.p > 0 for x in recipe.sites)]
@@ -373,9 +440,9 @@ def _site_key(site: RecipeSite) -> tuple[object, ...]:
 
 
 def _base_rate(site: RecipeSite, block: int | None, n: int, s: Spec) -> tuple[float, str, str]:
-    if site.schedule == "linear-depth" and block is not None:
-        p = round(site.p * (block + 1) / n, 3)
-        return p, "linear-depth", f"p_l = l/L · {site.p:g}: {p:g} at block {block + 1} of {n}"
+    if site.schedule in DEPTH_RULES and block is not None:
+        # The recipe's own per-block rule (timm's linspace, EfficientNet's index, Huang's l/L).
+        return block_rate(site.schedule, site.p, block, n), "linear-depth", explain(site.schedule, site.p, block, n)
     if s.underfitting and s.regime != "fine-tuning":
         return site.p, "early", "underfitting → the recipe's rate as early dropout (DRP202), then off"
     return site.p, "constant", ""

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from advisor.cli.common import DocFormat, emit_json, emit_text, guarded, print_error
-from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError
+from advisor.errors import EXIT_INTERRUPTED, Interrupted, SpecError, UsageError
 
 
 def _spec_flags(
@@ -75,7 +75,10 @@ def _spec_flags(
         help="tabular, image, text, audio, graph, sequence or other.",
     ),
     samples: str | None = typer.Option(
-        None, "--samples", metavar="COUNT", help="Training examples, e.g. 50000 or 50k."
+        None,
+        "--samples",
+        metavar="COUNT",
+        help="Training examples, e.g. 50000 or 50k; for a language model (--task lm, a Transformer decoder), tokens.",
     ),
     params: str | None = typer.Option(None, "--params", metavar="COUNT", help="Model parameters, e.g. 25M or 7B."),
     regime: str | None = typer.Option(
@@ -165,7 +168,7 @@ def spec_from_flags(flags: dict[str, Any], command: str) -> tuple[Any, dict[str,
 
     values, origins = _gather(flags)
     recipe = None
-    if values.get("base"):
+    if values.get("base") is not None:
         values, recipe = fill_from_base(values, default_kb())
     require_complete(values, command)
     spec = build_spec(values, source=origins)
@@ -277,7 +280,14 @@ def ask_cmd(
       dropout-advisor ask --arch cnn          # skip the first question
     """
     if question:
-        _answer_question(" ".join(question), fmt, limit)
+        text = " ".join(question)
+        if not text.strip():
+            raise UsageError(
+                "the question is empty",
+                hint='ask in words, e.g. dropout-advisor ask "dropout before or after max pooling?", '
+                "or run 'dropout-advisor ask' with no argument for the interview",
+            )
+        _answer_question(text, fmt, limit)
         return
     from rich.console import Console
 

@@ -12,7 +12,7 @@ Answers used:
 
 Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
 
-    S1: nn.Dropout p=0.5 on the RNN's input, on the input features [DRP012]
+    S1: nn.Dropout p=0.2 on the RNN's input, on the input features [DRP002]
     S2: nn.Dropout p=0.5 between stacked recurrent layers [DRP012]
     S3: nn.Dropout p=0.5 on the last layer's output, before the classifier [DRP012]
 
@@ -46,8 +46,8 @@ class Config:
     layers: int = 2  # stacked LSTM layers
     bidirectional: bool = False
     # On the RNN's input, on the input features: nn.Dropout.
-    # S1 p=0.5 (DRP012)
-    input_dropout: float = 0.5
+    # S1 p=0.2 (DRP002)
+    input_dropout: float = 0.2
     # Between stacked recurrent layers: nn.Dropout.
     # S2 p=0.5 (DRP012)
     hidden_dropout: float = 0.5
@@ -65,7 +65,7 @@ class LSTMClassifier(nn.Module):
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.cfg = cfg
-        # S1 (DRP012): p=0.5, Config.input_dropout
+        # S1 (DRP002): p=0.2, Config.input_dropout
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         # S2 (DRP012): p=0.5, Config.hidden_dropout: between the stacked layers,
         # applied by nn.LSTM itself (dropout= acts only when layers >= 2).

@@ -10,11 +10,11 @@ Answers used:
 
 Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
 
-    S1, S2: nn.Dropout p=0.5 after each hidden layer's activation, before the next linear layer [DRP001]
+    S1: nn.Dropout p=0.2 on the input features, before the first linear layer [DRP002]
+    S2, S3: nn.Dropout p=0.5 after each hidden layer's activation, before the next linear layer [DRP001]
 
 Notes from the plan:
 
-    - No dropout on the input features, before the first Linear: DRP002's rate comes out at 0, the low end of its cited range 0–0.2 (tabular features: the 0.2 is for dense real-valued inputs (image patches, speech frames), so the lower end this entry gives for few or informative inputs → 0). (DRP002)
     - Put dropout after the activation. For ReLU and LeakyReLU the order provably makes no difference; for sigmoid, tanh and GELU it does. (DRP102)
     - With dropout, Srivastava et al. pair max-norm (c = 3-4), a 10-100x larger learning rate and momentum 0.95-0.99; a lower retain rate needs wider layers. (DRP103)
     - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
@@ -43,8 +43,11 @@ class Config:
     num_classes: int = 10
     width: int = 512  # hidden units per layer
     layers: int = 2  # hidden layers
+    # On the input features, before the first linear layer: nn.Dropout.
+    # S1 p=0.2 (DRP002)
+    input_dropout: float = 0.2
     # After each hidden layer's activation, before the next linear layer: nn.Dropout.
-    # S1, S2 p=0.5 (DRP001)
+    # S2, S3 p=0.5 (DRP001)
     hidden_dropout: float = 0.5
 
 
@@ -55,7 +58,7 @@ class Block(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.in_features if i == 0 else cfg.width, cfg.width)
         self.act = nn.ReLU()
-        # S1, S2 (DRP001): p=0.5, Config.hidden_dropout
+        # S2, S3 (DRP001): p=0.5, Config.hidden_dropout
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,10 +75,13 @@ class MLP(nn.Module):
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.cfg = cfg
+        # S1 (DRP002): p=0.2, Config.input_dropout
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.layers))
         self.head = nn.Linear(cfg.width, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_dropout(x)  # (B, in_features)
         for block in self.blocks:
             x = block(x)  # (B, width)
         return self.head(x)  # (B, width) -> (B, num_classes)

@@ -12,12 +12,14 @@ Answers used:
 
 Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
 
-    S1: nn.Dropout p=0.5 on the pooled features, before the classifier [DRP007, DRP201]
+    S1-S4: DropPath p=0.125..0.5 on each residual branch before it joins the shortcut (stochastic depth) [DRP010, DRP201]
+    S5: nn.Dropout p=0.5 on the pooled features, before the classifier [DRP007, DRP201]
 
 Notes from the plan:
 
     - He et al.'s ResNets use no dropout inside the conv blocks; if the head overfits, one dropout after global pooling, before the classifier (DRP007). Drop-path on whole branches is separate (DRP010). (DRP008)
     - In CNNs, DropBlock drops contiguous 7x7 regions of feature maps; ramp the drop rate linearly from 0 to 0.1 during training, in the later stages. (DRP011)
+    - Rates move only inside their cited ranges and only on what the sources support: a strong train/validation gap up, no overfitting or pretraining down; the sources give directions for data and model size, no thresholds. (DRP201)
     - Underfitting models: dropout 0.1 only early, decayed linearly to 0 over the first 50 of 300 epochs. Overfitting models: stochastic depth 0.4 only after epoch 50. (DRP202)
     - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
 
@@ -47,9 +49,18 @@ class Config:
     width: int = 64  # channels of the first stage; each later stage doubles them
     layers: int = 4  # residual blocks, split evenly over the stages
     stages: int = 3  # each later stage halves the resolution
+    # On each residual branch before it joins the shortcut (stochastic depth): DropPath.
+    # S1 p=0.125, S2 p=0.25, S3 p=0.375, S4 p=0.5 (DRP010, DRP201)
+    # Scheduled: the rate rises with depth; one constant per block.
+    drop_path: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)
     # On the pooled features, before the classifier: nn.Dropout.
-    # S1 p=0.5 (DRP007, DRP201)
+    # S5 p=0.5 (DRP007, DRP201)
     head_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        # A rate tuple holds one constant per block: it must match the block count.
+        if len(self.drop_path) != self.layers:
+            raise ValueError(f"drop_path needs {self.layers} rates")
 
     def stage(self, i: int) -> int:
         """The stage residual block i belongs to."""
@@ -60,8 +71,31 @@ class Config:
         return self.width * 2 ** self.stage(i)
 
 
+class DropPath(nn.Module):
+    """Stochastic depth: drop a whole residual branch per sample, keep the identity path.
+
+    Huang et al. 2016; the same as torchvision.ops.StochasticDepth(p, mode="row"), in plain
+    torch. Eval mode returns the branch unchanged (DRP302).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # (B, 1, ...): one draw per sample
+        mask = x.new_empty(shape).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class BasicBlock(nn.Module):
-    """conv 3x3 -> BN -> act -> conv 3x3 -> BN, + shortcut -> act (He et al. 2016)."""
+    """conv 3x3 -> BN -> act -> conv 3x3 -> BN -> drop-path, + shortcut -> act (He et al. 2016)."""
 
     def __init__(self, cfg: Config, i: int) -> None:
         super().__init__()
@@ -73,6 +107,8 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU()
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
+        # S1-S4 (DRP010, DRP201): p=0.125..0.5, Config.drop_path
+        self.drop_path = DropPath(cfg.drop_path[i])
         # A 1x1 projection where the shape changes, identity otherwise.
         if stride != 1 or c_in != c_out:
             self.shortcut: nn.Module = nn.Sequential(
@@ -85,7 +121,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.bn1(self.conv1(x)))  # -> (B, C, H / stride, W / stride)
         out = self.bn2(self.conv2(out))
-        return self.act(out + self.shortcut(x))
+        return self.act(self.drop_path(out) + self.shortcut(x))
 
 
 class ResNet(nn.Module):
@@ -105,7 +141,7 @@ class ResNet(nn.Module):
         self.blocks = nn.ModuleList(BasicBlock(cfg, i) for i in range(cfg.layers))
         c_last = cfg.channels(cfg.layers - 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        # S1 (DRP007, DRP201): p=0.5, Config.head_dropout
+        # S5 (DRP007, DRP201): p=0.5, Config.head_dropout
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.classifier = nn.Linear(c_last, cfg.num_classes)
         for module in self.modules():
@@ -157,6 +193,7 @@ DROPOUT_TYPES = (
     nn.Dropout3d,
     nn.AlphaDropout,
     nn.FeatureAlphaDropout,
+    DropPath,
 )
 
 
