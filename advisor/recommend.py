@@ -39,16 +39,58 @@ EARLY_RULE = "DRP202"
 STRUCTURAL = {"recurrent-connection", "identity-path"}
 
 
-def layer_module(module: str, s: Spec, *near: Op) -> str:
-    """``module`` as the user's stack has it: a Transformer site in a decoder block is set by
-    ``nn.TransformerDecoderLayer(dropout=)`` (the same three dropouts, plus the cross-attention one), not by the
-    encoder layer that the knowledge entries name."""
+def layer_module(module: str, s: Spec, ops: Sequence[Op], pos: int) -> str:
+    """``module`` as PyTorch's Transformer layers hold it, for the site in the gap before ``ops[pos]``.
+
+    The knowledge entries name ``nn.TransformerEncoderLayer(dropout=)``; that one argument sets three
+    modules at once (torch 2.13: ``.dropout1`` after self-attention, ``.dropout2`` after the feed-forward,
+    and ``.dropout`` inside the feed-forward; a decoder layer has ``.dropout1`` self-attention, ``.dropout2``
+    cross-attention, ``.dropout3`` feed-forward and ``.dropout``). The hint names the module of this gap, so
+    a plan without a feed-forward dropout (BERT, GPT-2) is not read as "set dropout=" on all three.
+    Other modules are returned unchanged.
+    """
     encoder_layer = "nn.TransformerEncoderLayer(dropout=)"
-    if module != encoder_layer or s.arch != "transformer":
+    if module != encoder_layer or s.arch != "transformer" or not 0 < pos < len(ops):
         return module
-    if s.transformer == "decoder" or any("decoder" in op.tags or " decoder " in f" {op.label} " for op in near):
-        return "nn.TransformerDecoderLayer(dropout=)"
-    return module
+    after, before = ops[pos - 1], ops[pos]
+    decoder = s.transformer == "decoder" or any(
+        "decoder" in op.tags or " decoder " in f" {op.label} " for op in (after, before)
+    )
+    layer = "nn.TransformerDecoderLayer" if decoder else "nn.TransformerEncoderLayer"
+    attr = None
+    if before.kind == "residual-add" and after.kind == "attention":
+        weights = next((op for op in reversed(ops[:pos]) if op.kind == "attention-weights"), None)
+        cross = weights is not None and "cross-attention" in weights.label
+        attr = "dropout2" if cross else "dropout1"
+    elif before.kind == "residual-add" and after.kind == "linear":
+        attr = "dropout3" if decoder else "dropout2"
+    elif after.kind == "activation" and before.kind == "linear":
+        attr = "dropout"
+    if attr is None:
+        return f"{layer}(dropout=)"
+    return f"{layer}.{attr} (dropout=)"
+
+
+def _torch_layer_note(sites: Sequence[PlanSite]) -> Note | None:
+    """A note when a plan drops on a Transformer layer's residual branches but not inside its feed-forward:
+    PyTorch's layers tie the two to one ``dropout=`` (see :func:`layer_module`)."""
+    layers = [
+        site.module
+        for site in sites
+        if site.module.startswith(("nn.TransformerEncoderLayer.", "nn.TransformerDecoderLayer."))
+    ]
+    if not layers or any(m.split(" ")[0].endswith(".dropout") for m in layers):
+        return None
+    return Note.model_construct(
+        text=(
+            "PyTorch's nn.TransformerEncoderLayer / nn.TransformerDecoderLayer set all their dropouts from one "
+            "dropout= argument, including one inside the feed-forward (.dropout) that this plan does not have "
+            "(neither do BERT and GPT-2). With those layers, build them with dropout=p and then set "
+            "layer.dropout.p = 0 on each, or write the block yourself (generate does)."
+        ),
+        recommendations=["DRP017", "DRP019"],
+        citations=["pytorch-transformer-layers"],
+    )
 
 
 def recommend(spec: Spec, kb: KnowledgeBase | None = None) -> Plan:
@@ -346,11 +388,38 @@ class _Engine:
                 if r.category in ("process", "implementation") or (r.engine is not None and r.engine.base_plans)
             ]
         notes += self._notes(note_recs, sites)
+        for extra in (_torch_layer_note(sites), self._pretraining_alternative(sites)):
+            if extra is not None:
+                notes.append(extra)
         sites = [site.model_copy(update={"id": f"S{i + 1}"}) for i, site in enumerate(sites)]
         # The engine's own output is built without validation (that would build pydantic's validators for
         # every plan model on each command start); the tests validate plans round trip instead.
         return Plan.model_construct(
             spec=s.model_dump(exclude_none=True), layers=ops, sites=sites, avoid=avoid, notes=notes
+        )
+
+    def _pretraining_alternative(self, sites: Sequence[PlanSite]) -> Note | None:
+        """With a base that pretrained with dropout, DRP205's no-dropout rule as the other side, when the
+        user's run is as data-rich as the runs it cites (it does not apply to --base plans by itself)."""
+        rec = self.kb.recommendations.get("DRP205")
+        if self.recipe is None or self.s.regime != "pretraining" or not sites or rec is None or rec.engine is None:
+            return None
+        if not any(holds(c, self.s) for c in rec.engine.when):
+            return None
+        if self.s.samples and self.s.params:
+            scale = f"At about {self.s.samples / self.s.params:.0f} tokens per parameter"
+        else:
+            scale = "With the " + (
+                "model size not given (--params)" if self.s.samples else "data size not given (--samples)"
+            )
+        return Note.model_construct(
+            text=(
+                f"This plan keeps the dropout {self.recipe.name} was pretrained with. {scale}, the other side "
+                "applies too: " + rec_text(rec) + " Which is better at this scale is contested (see explain DRP205)."
+            ),
+            recommendations=[rec.id],
+            citations=_all_citations_ordered(rec),
+            contested=rec.contested,
         )
 
     # -- generic placement --
@@ -403,7 +472,7 @@ class _Engine:
         kind = match.kind or rec.site.kind
         before, after = ops[pos], ops[pos - 1]
         module = layer_module(
-            (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper()), s, after, before
+            (match.module or rec.site.module).replace("{cell}", (s.cell or "lstm").upper()), s, ops, pos
         )
         block = after.block if after.block is not None else before.block
         r = self._rate(rec, match, kind, block, after)

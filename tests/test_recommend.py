@@ -983,17 +983,35 @@ def test_blocks_that_differ_are_not_collapsed():
 
 def test_decoder_sites_are_set_by_the_decoder_layer():
     plan = recommend(Spec(arch="transformer", transformer="encoder-decoder", layers=2, width=256, samples=100_000))
-    by_module = {(s.module, "decoder" in s.after_label or (s.block is not None and s.block >= 2)) for s in plan.sites}
-    assert ("nn.TransformerDecoderLayer(dropout=)", True) in by_module
-    assert all(
-        s.module != "nn.TransformerEncoderLayer(dropout=)" or (s.block is not None and s.block < 2) for s in plan.sites
-    )
+    # torch 2.13: an encoder layer drops after self-attention (.dropout1), inside the FFN (.dropout) and after
+    # it (.dropout2); a decoder layer after self-attention (.dropout1), cross-attention (.dropout2), inside the
+    # FFN (.dropout) and after it (.dropout3)
+    encoder = sorted(s.module for s in plan.sites if s.block == 0 and "Layer." in s.module)
+    last = max(s.block for s in plan.sites if s.block is not None)  # blocks 0-1 encode, 2-3 decode
+    decoder = sorted(s.module for s in plan.sites if s.block == last and "Layer." in s.module)
+    assert encoder == [f"nn.TransformerEncoderLayer.{a} (dropout=)" for a in ("dropout", "dropout1", "dropout2")]
+    assert decoder == [
+        f"nn.TransformerDecoderLayer.{a} (dropout=)" for a in ("dropout", "dropout1", "dropout2", "dropout3")
+    ]
+    assert not any("layer.dropout.p = 0" in n.text for n in plan.notes)  # this plan has the FFN dropout
 
 
 def test_decoder_only_base_sites_are_set_by_the_decoder_layer():
     modules = {s.module for s in _base("gpt2").sites}
-    assert "nn.TransformerEncoderLayer(dropout=)" not in modules
-    assert "nn.TransformerDecoderLayer(dropout=)" in modules
+    assert not any(m.startswith("nn.TransformerEncoderLayer") for m in modules)
+    assert {
+        "nn.TransformerDecoderLayer.dropout1 (dropout=)",
+        "nn.TransformerDecoderLayer.dropout3 (dropout=)",
+    } <= modules
+
+
+@pytest.mark.parametrize("base", ["bert-base", "gpt2"])
+def test_a_plan_without_ffn_dropout_says_torch_layers_tie_it_to_the_residual_rate(base):
+    # BERT and GPT-2 drop on the residual branches only; torch's layers would add the FFN-inner dropout too
+    plan = _base(base)
+    assert not any(s.module.split(" ")[0].endswith("Layer.dropout") for s in plan.sites)
+    (note,) = [n for n in plan.notes if "layer.dropout.p = 0" in n.text]
+    assert note.citations == ["pytorch-transformer-layers"]
 
 
 def test_gat_site_groups_have_distinct_where_texts():
@@ -1057,3 +1075,21 @@ def test_a_site_left_where_others_are_avoided_says_so():
 def test_a_site_with_nothing_avoided_keeps_its_plain_where():
     plan = recommend(Spec(arch="mlp", layers=3, width=512, samples=60_000, modality="tabular"))
     assert all("only where" not in s.where for s in plan.sites)
+
+
+@pytest.mark.parametrize(
+    ("samples", "params", "said"),
+    [(10_000_000_000, 124_000_000, "At about 81 tokens per parameter"), (10_000_000_000, None, "--params")],
+)
+def test_a_base_pretrained_with_dropout_names_the_no_dropout_side_when_it_applies(samples, params, said):
+    plan = recommend(Spec(arch="transformer", base="gpt2", regime="pretraining", samples=samples, params=params))
+    assert plan.sites  # GPT-2's recorded 0.1 stays: the recipe decides
+    (note,) = [n for n in plan.notes if "DRP205" in n.recommendations]
+    assert said in note.text and note.contested
+
+
+def test_the_no_dropout_side_is_silent_below_twenty_tokens_per_parameter():
+    plan = recommend(
+        Spec(arch="transformer", base="gpt2", regime="pretraining", samples=100_000_000, params=124_000_000)
+    )
+    assert not [n for n in plan.notes if "DRP205" in n.recommendations]

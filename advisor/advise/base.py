@@ -310,9 +310,7 @@ def base_sites(
                 span = f"{min(recorded):g}–{max(recorded):g}"
                 move = "strong overfitting → its top" if raise_to_top else "its low end"
                 rate_why = "; ".join(x for x in (f"the recipe records {span} here: {move}", rate_why) if x)
-            module = layer_module(
-                generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout"), s, ops[pos - 1], ops[pos]
-            )
+            module = layer_module(generic[0][1] if generic else MODULES.get(rsite.kind, "nn.Dropout"), s, ops, pos)
             fields = ", ".join(dict.fromkeys(f.split(":", 1)[1] for f in rsite.fields))
             reason = f"{phrase}: {rsite.where}" + (f" (set by {fields})" if fields else "") + f" [{recipe.key}]."
             if rate_why:
