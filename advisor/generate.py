@@ -154,12 +154,14 @@ def generate(
     mc_samples: int = 30,
     output: str | None = None,
     command: str | None = None,
+    base_spec: dict[str, Any] | None = None,
 ) -> Generated:
     """Render the plan as one PyTorch file.
 
     ``spec`` is what the user answered (for the header and the regenerate command); without it, the
     plan's own resolved spec is used. ``mc_dropout`` defaults to the spec's ``uncertainty`` answer.
     ``command`` replaces the regenerate command written in the header (e.g. for ``--plan`` input).
+    ``base_spec`` is the ``--base`` recipe's spec: the header's command and answers leave out what it fills.
     """
     resolved = _plan_spec(plan)
     _check_layers(plan, resolved)
@@ -172,7 +174,7 @@ def generate(
     layout = _layout(plan, resolved)
     ctx: dict[str, Any] = {
         "version": _version(),
-        "answers": _answers(spec),
+        "answers": _answers(spec, base_spec),
         "spec": resolved.model_dump(),
         "mc_dropout": mc_dropout,
         "mc_samples": mc_samples,
@@ -181,7 +183,7 @@ def generate(
     }
     filename = Path(output).name if output and output != "-" else "model.py"
     audit_command = f"dropout-advisor audit {shlex.quote(filename)}:build_model {layout.audit}"
-    regenerate = command or regenerate_command(spec, output=output, mc_dropout=mc_dropout)
+    regenerate = command or regenerate_command(spec, output=output, mc_dropout=mc_dropout, base_spec=base_spec)
     ctx["command_lines"] = shell_lines(regenerate, indent=4)
     ctx["audit_lines"] = shell_lines(audit_command, indent=4)
     ctx["raw_header"] = any(line.endswith("\\") for line in ctx["command_lines"] + ctx["audit_lines"])
@@ -234,8 +236,11 @@ def load_plan(path: Path) -> Plan:
         ) from None
 
 
-def regenerate_command(spec: Spec, *, output: str | None = None, mc_dropout: bool = False) -> str:
-    parts = ["dropout-advisor", "generate", *spec_flags(spec)]
+def regenerate_command(
+    spec: Spec, *, output: str | None = None, mc_dropout: bool = False, base_spec: dict[str, Any] | None = None
+) -> str:
+    """The ``generate`` command that writes this file again (flags for the answers given, not the defaults)."""
+    parts = ["dropout-advisor", "generate", *spec_flags(spec, base_spec)]
     if mc_dropout and not spec.uncertainty:
         parts.append("--mc-dropout")
     if output:
@@ -375,11 +380,15 @@ def _check_module(site: PlanSite) -> None:
             return
 
 
-def _answers(spec: Spec) -> list[str]:
+def _answers(spec: Spec, base_spec: dict[str, Any] | None = None) -> list[str]:
     import json
 
+    from advisor.spec import given_answers
+
     out = []
-    for key, value in spec.answers().items():
+    if base_spec and spec.base:
+        out.append(f"(every answer not listed comes from the {spec.base} recipe)")
+    for key, value in given_answers(spec, base_spec).items():
         if isinstance(value, bool):
             out.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, int | float):
@@ -1004,14 +1013,24 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
         )
     decoder = s.transformer == "decoder"
     vision = not decoder and s.modality == "image"
+    positions = s.positions or "additive"
+    if positions == "relative" or (vision and positions != "additive"):
+        raise UsageError(
+            f"generate has no template for {positions} positions"
+            + (" in a vision Transformer" if vision and positions != "relative" else ""),
+            hint="generate writes learned absolute positions, or rotary ones (--positions rotary) for text; "
+            "use --positions additive, or write that part by hand",
+        )
     resid = ("dropout", "drop-path")
     slots = [
         Slot(
             "embed",
             "embed_dropout",
-            "on the sum of token and position embeddings" + (", after its LayerNorm" if s.embedding_norm else ""),
+            ("on the token embeddings" if positions == "rotary" else "on the sum of token and position embeddings")
+            + (", after its LayerNorm" if s.embedding_norm else ""),
             FEATURES,
-            _gap(_is("layernorm", "embed") if s.embedding_norm else _is("positional-encoding"), _any, _zero),
+            # the gap after the embedding section, whatever ends it (positions, BERT's LayerNorm, or neither)
+            _gap(lambda a: "embed" in a.tags, lambda b: "embed" not in b.tags, _zero),
         ),
         Slot(
             "attn",
@@ -1091,6 +1110,7 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
             "decoder": decoder,
             "vision": vision,
             "embed_norm": bool(s.embedding_norm) and not vision,
+            "rotary": positions == "rotary",
             "pre_norm": s.norm != "post",
             "smoke_lr": _num(round(min(3e-3, 1.6e-2 / n), 6)),
             "layers": n,

@@ -1,12 +1,13 @@
 """Generate every template (and each option that changes its shape) and run each smoke test on one device.
 
     python bench/smoke_all_devices.py [--device auto|cpu|cuda|mps|xpu] [--steps N] [--depths 1,2,5,8,12]
-                                      [--keep DIR]
+                                      [--recipes] [--keep DIR]
 
 Prints one line per generated file: the outcome, steps, time per step, the eval loss before and after, and
 the number of dropout sites. ``--depths`` also generates every family and variant at those depths (the
-matrix of tests/test_generate_depths.py). The generated files go to a temporary folder that is removed at
-the end, whatever happens, unless ``--keep DIR`` names a folder to keep them in.
+matrix of tests/test_generate_depths.py), ``--recipes`` every reference recipe (``generate --base NAME``).
+The generated files go to a temporary folder that is removed at the end, whatever happens, unless
+``--keep DIR`` names a folder to keep them in.
 
 Exit codes: 0 every smoke test passed; 1 at least one failed (or a file could not be generated or
 loaded); 2 the device is not available or an argument is wrong. Meant to be run on a GPU machine as well
@@ -93,6 +94,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         for kind in ("encoder", "decoder", "vit")
         for norm in ("pre", "post")
     },
+    "transformer_decoder_rotary": {"arch": "transformer", "transformer": "decoder", "positions": "rotary"},
+    "transformer_encoder_bert": {"arch": "transformer", "norm": "post", "embedding_norm": True},
     "gcn": {"arch": "gnn"},
     "gat": {"arch": "gnn", "gnn": "gat"},
 }
@@ -124,9 +127,20 @@ def _depths(text: str | None) -> list[int] | None:
     return depths if all(d >= 1 for d in depths) else None
 
 
-def _jobs(depths: list[int]) -> list[tuple[str, Generated]]:
+def _jobs(depths: list[int], recipes: bool = False) -> list[tuple[str, Generated]]:
     jobs = [(n, generate(recommend(s), s, mc_dropout=mc, output=f"{n}.py")) for n, (s, mc) in CASES.items()]
     jobs.append(("awd_lstm", generate(_awd_lstm(), output="awd_lstm.py")))
+    if recipes:
+        from advisor.knowledge import default_kb
+        from advisor.spec import build_spec
+
+        kb = default_kb()
+        for key in sorted(kb.recipes):
+            if kb.recipe(key).spec.get("transformer") == "encoder-decoder":
+                continue  # no template (generate says so)
+            spec = build_spec({"base": key, **kb.recipe(key).spec})
+            name = "recipe_" + key.replace("-", "_").replace(".", "_")
+            jobs.append((name, generate(recommend(spec), spec, output=f"{name}.py")))
     for variant, values in VARIANTS.items():
         for depth in depths:
             spec = Spec(layers=depth, **values)  # type: ignore[arg-type]
@@ -165,6 +179,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=None, help="at most this many steps (default: each file's)")
     parser.add_argument("--depths", default=None, help="also every variant at these depths, e.g. 1,2,5,8,12")
+    parser.add_argument("--recipes", action="store_true", help="also every reference recipe a template can write")
     parser.add_argument("--keep", type=Path, default=None, help="write the generated files here and keep them")
     args = parser.parse_args()
 
@@ -185,7 +200,7 @@ def main() -> int:
         name += f" ({torch.cuda.get_device_name(torch.device(device))})"
     print(f"device {name}; torch {torch.__version__}; python {platform.python_version()}")
 
-    jobs = _jobs(depths)
+    jobs = _jobs(depths, recipes=args.recipes)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         failed = _run(jobs, args.keep, device, args.steps)

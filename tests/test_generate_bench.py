@@ -50,7 +50,7 @@ def _ours(folder: Path) -> list[Path]:
 def test_smoke_all_devices_exits_1_on_a_failed_smoke_test_and_removes_its_files(private_tmp, monkeypatch, capsys):
     pytest.importorskip("torch")
     bench = _load("smoke_all_devices")
-    monkeypatch.setattr(bench, "_jobs", lambda depths: [("broken", _job(FAILING))])
+    monkeypatch.setattr(bench, "_jobs", lambda depths, recipes=False: [("broken", _job(FAILING))])
     monkeypatch.setattr(sys, "argv", ["smoke_all_devices.py", "--device", "cpu"])
     assert bench.main() == 1
     out = capsys.readouterr().out
@@ -65,7 +65,7 @@ def test_smoke_all_devices_exits_0_when_every_test_passes_and_removes_its_files(
 
     bench = _load("smoke_all_devices")
     spec = Spec(arch="mlp", layers=1)
-    monkeypatch.setattr(bench, "_jobs", lambda depths: [("mlp", bench.generate(recommend(spec), spec))])
+    monkeypatch.setattr(bench, "_jobs", lambda depths, recipes=False: [("mlp", bench.generate(recommend(spec), spec))])
     monkeypatch.setattr(sys, "argv", ["smoke_all_devices.py", "--device", "cpu"])
     assert bench.main() == 0
     assert "1/1 passed" in capsys.readouterr().out
@@ -76,7 +76,7 @@ def test_smoke_all_devices_keeps_the_files_only_when_asked(private_tmp, monkeypa
     pytest.importorskip("torch")
     bench = _load("smoke_all_devices")
     keep = private_tmp / "kept"
-    monkeypatch.setattr(bench, "_jobs", lambda depths: [("broken", _job(FAILING))])
+    monkeypatch.setattr(bench, "_jobs", lambda depths, recipes=False: [("broken", _job(FAILING))])
     monkeypatch.setattr(sys, "argv", ["smoke_all_devices.py", "--device", "cpu", "--keep", str(keep)])
     assert bench.main() == 1
     assert _ours(private_tmp) == []
@@ -98,6 +98,12 @@ def test_smoke_all_devices_depths_add_every_variant_at_each_depth():
     names = [name for name, _ in bench._jobs([1, 12])]
     assert len(names) == len(bench.CASES) + 1 + 2 * len(bench.VARIANTS)
     assert "cnn_fc_none_batchnorm_12" in names and "transformer_vit_post_1" in names
+
+
+def test_smoke_all_devices_recipes_add_every_recipe_a_template_writes():
+    bench = _load("smoke_all_devices")
+    names = [name for name, _ in bench._jobs([], recipes=True)]
+    assert "recipe_llama_2_7b" in names and "recipe_bert_base" in names and "recipe_t5_base" not in names
 
 
 @pytest.mark.parametrize(("seconds", "torch_imported", "code"), [(0.15, False, 0), (0.35, False, 1), (0.15, True, 1)])

@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         for kind in ("encoder", "decoder", "vit")
         for norm in ("pre", "post")
     },
+    "transformer-decoder-rotary": {"arch": "transformer", "transformer": "decoder", "positions": "rotary"},
+    "transformer-encoder-bert": {"arch": "transformer", "norm": "post", "embedding_norm": True},
     "gcn": {"arch": "gnn"},
     "gat": {"arch": "gnn", "gnn": "gat"},
 }

@@ -48,22 +48,39 @@ def _build(plan: Plan, tmp_path, name: str = "model.py"):
     return result, module, module.build_model(module.smoke_config())
 
 
+def _mlp(layers: int, gaps: list[int], p: float = 0.5) -> Plan:
+    """An MLP plan with plain dropout (rate p) at the given gap positions, S1, S2, ... in order.
+
+    Built from the engine's layer stack, so the tests do not depend on where the engine puts dropout.
+    Positions: 1 is input -> first linear, 3 after hidden layer 1, 5 after hidden layer 2, ...
+    """
+    plan = recommend(Spec(arch="mlp", layers=layers))
+    model = plan.sites[0]
+    sites = []
+    for n, g in enumerate(gaps, 1):
+        a, b = plan.layers[g - 1], plan.layers[g]
+        block = a.block if a.block is not None else b.block
+        where = {"after": a.kind, "before": b.kind, "after_label": a.label, "before_label": b.label}
+        sites.append(model.model_copy(update={"id": f"S{n}", "position": g, "block": block, "p": p, **where}))
+    return plan.model_copy(update={"sites": sites})
+
+
 # ---- p and kind ----
 
 
 def test_an_edited_rate_is_honoured(tmp_path):
-    plan = _edit(recommend(Spec(arch="mlp", layers=3)), "S3", p=0.3)
+    plan = _edit(_mlp(3, [1, 3, 5, 7]), "S3", p=0.3)
     result, _, model = _build(plan, tmp_path)
     assert "hidden_dropout: tuple[float, ...] = (0.5, 0.3, 0.5)" in result.code
-    assert [p for _, p in dropout_sites(model)] == [0.2, 0.5, 0.3, 0.5]
+    assert [p for _, p in dropout_sites(model)] == [0.5, 0.5, 0.3, 0.5]
 
 
 def test_an_edited_kind_is_honoured_where_the_place_takes_it(tmp_path):
-    plan = recommend(Spec(arch="mlp", layers=2))
+    plan = _mlp(2, [1, 3, 5])
     plan = _edit(plan, "S2", kind="alpha-dropout", module="nn.AlphaDropout")
     plan = _edit(plan, "S3", kind="alpha-dropout", module="nn.AlphaDropout")
     _, _, model = _build(plan, tmp_path)
-    assert dropout_sites(model) == [("dropout", 0.2), ("alpha-dropout", 0.5), ("alpha-dropout", 0.5)]
+    assert dropout_sites(model) == [("dropout", 0.5), ("alpha-dropout", 0.5), ("alpha-dropout", 0.5)]
 
 
 def test_residual_dropout_edited_to_drop_path_becomes_drop_path(tmp_path):
@@ -78,14 +95,16 @@ def test_residual_dropout_edited_to_drop_path_becomes_drop_path(tmp_path):
 
 
 def test_a_kind_the_place_cannot_take_is_refused_naming_the_field():
-    plan = _edit(recommend(Spec(arch="cnn", layers=2)), "S1", kind="locked-dropout", module="LockedDropout")
-    with pytest.raises(UsageError, match=r"^site S1: field 'kind' is 'locked-dropout'") as info:
+    plan = recommend(Spec(arch="cnn", layers=2))
+    first = plan.sites[0].id  # a conv-block site: (B, C, H, W)
+    plan = _edit(plan, first, kind="locked-dropout", module="LockedDropout")
+    with pytest.raises(UsageError, match=rf"^site {first}: field 'kind' is 'locked-dropout'") as info:
         generate(plan)
     assert "dropout2d" in info.value.hint
 
 
 def test_a_module_that_contradicts_the_kind_is_refused_naming_the_field():
-    plan = _edit(recommend(Spec(arch="mlp", layers=2)), "S2", module="nn.AlphaDropout")
+    plan = _edit(_mlp(2, [3, 5]), "S2", module="nn.AlphaDropout")
     with pytest.raises(UsageError, match=r"^site S2: field 'module' is 'nn.AlphaDropout' \(alpha-dropout\), but"):
         generate(plan)
 
@@ -111,58 +130,52 @@ def test_every_module_recommend_writes_agrees_with_its_kind():
 
 
 def test_edited_after_and_before_move_the_site_to_the_gap_they_name(tmp_path):
-    plan = recommend(Spec(arch="mlp", layers=2))  # S1 input, S2 after layer 1, S3 after layer 2
-    plan = _keep(plan, lambda s: s.id != "S3")
-    plan = _edit(plan, "S1", after="activation", before="output")  # from the input to the last layer
+    plan = _mlp(2, [1, 3], p=0.2)  # S1 on the input, S2 after hidden layer 1
+    plan = _edit(plan, "S1", after="activation", before="output")  # to the last hidden layer
     result, _, model = _build(plan, tmp_path)
     where = f"{plan.layers[4].label} -> {plan.layers[5].label}"
     assert result.moved == (f"site S1: placed by its after/before at position 5 ({where})",)
     assert "input_dropout" not in result.code
-    assert "hidden_dropout: tuple[float, ...] = (0.5, 0.2)" in result.code
-    assert dropout_sites(model) == [("dropout", 0.5), ("dropout", 0.2)]
+    assert "hidden_dropout: float = 0.2" in result.code
+    assert dropout_sites(model) == [("dropout", 0.2), ("dropout", 0.2)]
 
 
 def test_after_and_before_that_name_no_gap_are_refused():
-    plan = _edit(recommend(Spec(arch="mlp", layers=2)), "S2", after="pool", before="linear")
-    with pytest.raises(UsageError, match=r"^site S2: after 'pool', before 'linear' is no gap") as info:
+    plan = _edit(_mlp(2, [3, 5]), "S1", after="pool", before="linear")
+    with pytest.raises(UsageError, match=r"^site S1: after 'pool', before 'linear' is no gap") as info:
         generate(plan)
     assert "'layers'" in info.value.hint
 
 
 def test_after_and_before_that_name_several_gaps_ask_for_the_block():
-    plan = _keep(recommend(Spec(arch="mlp", layers=3)), lambda s: s.id in ("S1", "S4"))
-    plan = _edit(plan, "S1", after="activation", before="linear", block=None)
+    plan = _edit(_mlp(3, [1, 7]), "S1", after="activation", before="linear", block=None)
     with pytest.raises(UsageError, match=r"^site S1: after 'activation', before 'linear' matches 2 gaps") as info:
         generate(plan)
     assert info.value.hint == "set the site's 'block' to choose one (0, 1)"
 
 
 def test_a_block_picks_one_of_several_gaps(tmp_path):
-    plan = _keep(recommend(Spec(arch="mlp", layers=3)), lambda s: s.id in ("S1", "S4"))
-    plan = _edit(plan, "S1", after="activation", before="linear", block=1)
+    plan = _edit(_mlp(3, [1, 7], p=0.2), "S1", after="activation", before="linear", block=1)
     result, _, model = _build(plan, tmp_path)
-    assert "hidden_dropout: tuple[float | None, ...] = (None, 0.2, 0.5)" in result.code
-    assert dropout_sites(model) == [("dropout", 0.2), ("dropout", 0.5)]
+    assert "hidden_dropout: tuple[float | None, ...] = (None, 0.2, 0.2)" in result.code
+    assert dropout_sites(model) == [("dropout", 0.2), ("dropout", 0.2)]
 
 
 def test_a_block_without_the_gap_is_refused_naming_the_blocks_with_it():
-    plan = _keep(recommend(Spec(arch="mlp", layers=3)), lambda s: s.id in ("S1", "S4"))
-    plan = _edit(plan, "S1", after="activation", before="linear", block=2)  # block 2 ends in the output
+    plan = _edit(_mlp(3, [1, 7]), "S1", after="activation", before="linear", block=2)  # block 2 ends in the output
     with pytest.raises(UsageError, match=r"^site S1: after 'activation', before 'linear' is no gap of block 2") as info:
         generate(plan)
     assert info.value.hint == "set the site's 'block' to one that has it (0, 1)"
 
 
 def test_two_sites_in_one_place_are_refused():
-    plan = recommend(Spec(arch="mlp", layers=2))
-    plan = _edit(plan, "S1", after="activation", before="linear", block=0)  # where S2 already is
+    plan = _edit(_mlp(2, [1, 3]), "S1", after="activation", before="linear", block=0)  # where S2 already is
     with pytest.raises(UsageError, match=r"^site S\d: a second site between"):
         generate(plan)
 
 
 def test_cli_says_which_sites_it_moved(runner, tmp_path):
-    plan = recommend(Spec(arch="mlp", layers=2))
-    plan = _edit(_keep(plan, lambda s: s.id != "S3"), "S1", after="activation", before="output")
+    plan = _edit(_mlp(2, [1, 3]), "S1", after="activation", before="output")
     path = tmp_path / "plan.json"
     path.write_text(plan.model_dump_json(), encoding="utf-8")
     result = runner.invoke(app, ["generate", "--plan", str(path), "-o", str(tmp_path / "model.py")])
@@ -180,7 +193,7 @@ def test_cli_refuses_an_edited_kind_with_one_error_line(runner, tmp_path):
     result = runner.invoke(app, ["generate", "--plan", str(path), "-o", str(tmp_path / "model.py")])
     assert result.exit_code == 2
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("error: site S1: field 'kind' is 'locked-dropout'")
+    assert lines[0].startswith(f"error: site {data['sites'][0]['id']}: field 'kind' is 'locked-dropout'")
     assert lines[1].startswith("hint: kinds that fit there: ")
     assert not (tmp_path / "model.py").exists()
 

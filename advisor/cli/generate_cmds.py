@@ -89,11 +89,19 @@ def generate_cmd(
     else:
         from advisor.recommend import recommend
 
-        spec, _ = spec_from_flags(flags, "generate")  # --base NAME fills the spec from its recipe
+        spec, base_spec = spec_from_flags(flags, "generate")  # --base NAME fills the spec from its recipe
         plan = recommend(spec)
         command = None
 
-    result = generate(plan, spec, mc_dropout=mc_dropout, mc_samples=mc_samples, output=out_name, command=command)
+    result = generate(
+        plan,
+        spec,
+        mc_dropout=mc_dropout,
+        mc_samples=mc_samples,
+        output=out_name,
+        command=command,
+        base_spec=base_spec if plan_file is None else None,
+    )
     what = f"{result.title}, {result.sites} dropout site{'s' if result.sites != 1 else ''}"
     for line in result.moved:
         _note(f"note: {line}")

@@ -13,12 +13,13 @@ Dropout sites, in forward order (p is the drop probability; what an ID means:
 `dropout-advisor explain ID`):
 
     S1-S12: DropPath p=0.008..0.1 on each residual branch before it joins the shortcut
-        (stochastic depth) [DRP010, DRP201]
+        (stochastic depth) [DRP010]
 
 Notes from the plan:
 
-    - In BatchNorm residual CNNs (ResNet), use no dropout inside the conv blocks; if you
-      want some, put one dropout after the last BN, before the classifier. (DRP008)
+    - He et al.'s ResNets use no dropout inside the conv blocks; if the head overfits,
+      one dropout after global pooling, before the classifier (DRP007). Drop-path on
+      whole branches is separate (DRP010). (DRP008)
     - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
       nuisance hyperparameter; expect to need more training steps after adding dropout.
       (DRP401)
@@ -56,7 +57,7 @@ class Config:
     layers: int = 12  # residual blocks, split evenly over the stages
     stages: int = 3  # each later stage halves the resolution
     # On each residual branch before it joins the shortcut (stochastic depth): DropPath.
-    # S1-S12 p=0.008..0.1 (DRP010, DRP201)
+    # S1-S12 p=0.008..0.1 (DRP010)
     # Scheduled: the rate rises with depth; one constant per block.
     drop_path: tuple[float, ...] = (
         0.008,
@@ -126,7 +127,7 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU()
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        # S1-S12 (DRP010, DRP201): p=0.008..0.1, Config.drop_path
+        # S1-S12 (DRP010): p=0.008..0.1, Config.drop_path
         self.drop_path = DropPath(cfg.drop_path[i])
         # A 1x1 projection where the shape changes, identity otherwise.
         if stride != 1 or c_in != c_out:

@@ -17,8 +17,9 @@ Dropout sites, in forward order (p is the drop probability; what an ID means:
 
 Notes from the plan:
 
-    - In BatchNorm residual CNNs (ResNet), use no dropout inside the conv blocks; if you
-      want some, put one dropout after the last BN, before the classifier. (DRP008)
+    - He et al.'s ResNets use no dropout inside the conv blocks; if the head overfits,
+      one dropout after global pooling, before the classifier (DRP007). Drop-path on
+      whole branches is separate (DRP010). (DRP008)
     - In CNNs, DropBlock drops contiguous 7x7 regions of feature maps; ramp the drop
       rate linearly from 0 to 0.1 during training, in the later stages. (DRP011)
     - Underfitting models: dropout 0.1 only early, decayed linearly to 0 over the first

@@ -18,8 +18,6 @@ Dropout sites, in forward order (p is the drop probability; what an ID means:
 
 Notes from the plan:
 
-    - Put dropout after the activation. For ReLU and LeakyReLU the order provably makes
-      no difference; for sigmoid, tanh and GELU it does. (DRP102)
     - With dropout, Srivastava et al. pair max-norm (c = 3-4), a 10-100x larger learning
       rate and momentum 0.95-0.99; a lower retain rate needs wider layers. (DRP103)
     - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a

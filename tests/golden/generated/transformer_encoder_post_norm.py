@@ -20,7 +20,6 @@ Dropout sites, in forward order (p is the drop probability; what an ID means:
     S4, S8: nn.Dropout p=0.1 on the feed-forward hidden activation [DRP019]
     S5, S9: nn.Dropout p=0.1 on the feed-forward output, before the residual add
         [DRP017]
-    S10: nn.Dropout p=0.1 on the pooled representation, before the classifier [DRP020]
 
 Notes from the plan:
 
@@ -76,9 +75,6 @@ class Config:
     # On the feed-forward output, before the residual add: nn.Dropout.
     # S5, S9 p=0.1 (DRP017)
     ffn_resid_dropout: float = 0.1
-    # On the pooled representation, before the classifier: nn.Dropout.
-    # S10 p=0.1 (DRP020)
-    head_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -159,8 +155,6 @@ class TransformerClassifier(nn.Module):
         # S1 (DRP016): p=0.1, Config.embed_dropout
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.layers))
-        # S10 (DRP020): p=0.1, Config.head_dropout
-        self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.classifier = nn.Linear(cfg.width, cfg.num_classes)
         self.apply(self._init_weights)
 
@@ -179,7 +173,6 @@ class TransformerClassifier(nn.Module):
         for block in self.blocks:
             x = block(x)  # (B, T, C)
         x = x.mean(1)  # mean pool over positions: (B, T, C) -> (B, C)
-        x = self.head_dropout(x)
         return self.classifier(x)  # (B, C) -> (B, num_classes)
 
 

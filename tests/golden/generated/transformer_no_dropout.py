@@ -21,12 +21,9 @@ Dropout sites, in forward order (p is the drop probability; what an ID means:
 
 Notes from the plan:
 
-    - For large-scale language-model pre-training, use no dropout (LLaMA code has none;
-      T5 v1.1 turned it off); re-enable it for fine-tuning. The 9 site(s) that would
-      apply otherwise are left out. (DRP022)
-    - Lower rates with more data and for conv layers; raise them toward the top of the
-      range when overfitting. Bigger models take more dropout on a fixed dataset, none
-      at huge scale. (DRP201)
+    - Language-model pretraining on 20 or more tokens per parameter, or at a scale not
+      given, uses no dropout at any size (T5 v1.1, Pythia, LLaMA); BERT and GPT-2 still
+      used 0.1. The 5 site(s) that would apply otherwise are left out. (DRP205)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
 (`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
