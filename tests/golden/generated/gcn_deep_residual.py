@@ -97,8 +97,8 @@ class GCN(nn.Module):
         self.cfg = cfg
         self.layers = nn.ModuleList(GraphConv(cfg, i) for i in range(cfg.layers))
         # ReZero (Bachlechner et al. 2020) around the hidden layers that keep the width:
-        # x + gain * f(x), each gain learned from 0 (Kipf & Welling 2017, appendix B,
-        # add residual connections to deep GCNs).
+        # x + gain * f(x), each gain learned from 0, so a deep stack starts as the
+        # identity.
         hidden = range(1, cfg.layers - 1) if cfg.residual else range(0)
         gains = {str(i): nn.Parameter(torch.zeros(())) for i in hidden}
         self.gains = nn.ParameterDict(gains)
