@@ -13,6 +13,7 @@ from codegen_helpers import RUFF_CONFIGS, dropout_sites, import_file, ruff, ruff
 
 from advisor.generate import (
     RESIDUAL_CNN_DEPTH,
+    RESIDUAL_GAT_DEPTH,
     RESIDUAL_GNN_DEPTH,
     RESIDUAL_MLP_DEPTH,
     RESIDUAL_RNN_DEPTH,
@@ -80,6 +81,7 @@ DEEP = [
     *((variant, depth) for variant in ("mlp", "mlp-batchnorm", "selu-mlp", "gcn", "rnn-tagger") for depth in (24, 100)),
     *((variant, 32) for variant in ("cnn-fc-none", "cnn-gap-max-batchnorm", "gat", "rnn-lm", "resnet")),
     *((variant, 32) for variant in ("transformer-encoder-post", "transformer-decoder-pre", "transformer-vit-pre")),
+    ("gat", RESIDUAL_GAT_DEPTH),  # the deepest plain GAT stack
 ]
 
 
@@ -177,10 +179,12 @@ def test_a_32x32_input_through_10_max_pooling_blocks_ends_at_1x1(tmp_path):
         ("mlp", RESIDUAL_MLP_DEPTH),
         ("cnn", RESIDUAL_CNN_DEPTH),
         ("gnn", RESIDUAL_GNN_DEPTH),
+        ("gat", RESIDUAL_GAT_DEPTH),
     ],
 )
 def test_stacks_deeper_than_the_threshold_get_gated_residual_connections(arch, threshold):
-    deep, plain = Spec(arch=arch, layers=threshold + 1), Spec(arch=arch, layers=threshold)
+    extra = {"arch": "gnn", "gnn": "gat"} if arch == "gat" else {"arch": arch}
+    deep, plain = Spec(**extra, layers=threshold + 1), Spec(**extra, layers=threshold)
     deep_code = generate(recommend(deep), deep).code
     assert "residual: bool = True" in deep_code
     assert "ReZero (Bachlechner et al. 2020)" in deep_code
