@@ -607,10 +607,13 @@ class Group:
         if self.schedule == "rise-with-depth":
             lines.append("Scheduled: the rate rises with depth; one constant per block.")
         elif self.schedule == "early":
-            lines.append("Scheduled (early dropout, DRP202): use this rate early in training,")
-            lines.append("then decay it to 0 (e.g. linearly over the first ~15% of steps).")
+            lines.append("Scheduled (early dropout, DRP202): this file keeps the rate constant.")
+            lines.append("Liu et al. 2023 decay it linearly to 0 over the first 50 of 300 epochs,")
+            lines.append("then keep 0: set each dropout module's p once per epoch (DRP322).")
         elif self.schedule == "late":
-            lines.append("Scheduled (late dropout, DRP202): keep 0 early, switch this rate on later.")
+            lines.append("Scheduled (late dropout, DRP202): this file keeps the rate constant.")
+            lines.append("Liu et al. 2023 keep 0 until epoch 50 of 300, then use this rate: set")
+            lines.append("each dropout module's p once per epoch (DRP322).")
         if self.optional:
             lines.append("None: no dropout at that block.")
         return lines

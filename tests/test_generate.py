@@ -267,7 +267,8 @@ def test_rising_rates_are_constants_per_block_with_their_sites(rendered):
 
 def test_early_dropout_schedule_is_commented(rendered):
     code = rendered["mlp_early_dropout"][0].code
-    assert "Scheduled (early dropout, DRP202)" in code
+    assert "Scheduled (early dropout, DRP202): this file keeps the rate constant." in code
+    assert "over the first 50 of 300 epochs" in code  # Liu et al. 2023's cutoff, not an uncited share
     assert "hidden_dropout: float = 0.1" in code
 
 

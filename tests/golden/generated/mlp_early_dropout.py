@@ -64,8 +64,9 @@ class Config:
     layers: int = 2  # hidden layers
     # After each hidden layer's activation, before the next linear layer: nn.Dropout.
     # S1, S2 p=0.1 (DRP001, DRP202)
-    # Scheduled (early dropout, DRP202): use this rate early in training,
-    # then decay it to 0 (e.g. linearly over the first ~15% of steps).
+    # Scheduled (early dropout, DRP202): this file keeps the rate constant.
+    # Liu et al. 2023 decay it linearly to 0 over the first 50 of 300 epochs,
+    # then keep 0: set each dropout module's p once per epoch (DRP322).
     hidden_dropout: float = 0.1
 
 
