@@ -52,6 +52,19 @@ FEATURES = ("dropout", "alpha-dropout", "feature-alpha-dropout")  # (B, F)
 MAPS = ("dropout", "dropout2d", "alpha-dropout", "feature-alpha-dropout")  # (B, C, H, W)
 SEQUENCE = ("dropout", "locked-dropout")  # (B, T, C)
 
+# Plain stacks deeper than this get residual connections around every layer after the first: deeper plain
+# networks train worse, not better (He et al. 2016, Fig. 1), and a stack of dropout layers limits the depth a
+# network can be trained at (Schoenholz et al. 2017). Recurrent stacks: Wu et al. 2016 (GNMT) add residual
+# connections because plain stacks of LSTM layers train poorly beyond a few layers. The MLP threshold is the
+# deepest plain stack whose smoke test passes with a rate of 0.5 in every layer (tests/test_generate_depths.py).
+RESIDUAL_RNN_DEPTH = 4
+RESIDUAL_MLP_DEPTH = 12
+RESIDUAL_CNN_DEPTH = 12
+RESIDUAL_GNN_DEPTH = 12
+# GAT drops three tensors per layer (input features, attention coefficients and the aggregated W*h_j, all at
+# the authors' 0.6): plain GAT stacks of 5 layers already fail the smoke test, 4 pass (tests/test_generate_depths.py).
+RESIDUAL_GAT_DEPTH = 4
+
 TEMPLATES = ("mlp", "selu_mlp", "cnn", "resnet", "rnn", "transformer", "gnn")
 
 
@@ -65,6 +78,8 @@ class Generated:
     model_class: str
     sites: int
     mc_dropout: bool
+    audit_command: str  # audits the file's model (its build_model() factory) with an example input
+    moved: tuple[str, ...] = ()  # sites placed by their edited after/before (see place_sites)
 
 
 def template_root() -> Path:
@@ -93,6 +108,8 @@ def _environment() -> Any:
         bytecode_cache=_bytecode_cache(),
     )
     env.filters["num"] = _num
+    env.filters["comment"] = comment_lines
+    env.filters["wrap"] = wrap_lines
     return env
 
 
@@ -140,15 +157,18 @@ def generate(
     mc_samples: int = 30,
     output: str | None = None,
     command: str | None = None,
+    base_spec: dict[str, Any] | None = None,
 ) -> Generated:
     """Render the plan as one PyTorch file.
 
     ``spec`` is what the user answered (for the header and the regenerate command); without it, the
     plan's own resolved spec is used. ``mc_dropout`` defaults to the spec's ``uncertainty`` answer.
     ``command`` replaces the regenerate command written in the header (e.g. for ``--plan`` input).
+    ``base_spec`` is the ``--base`` recipe's spec: the header's command and answers leave out what it fills.
     """
     resolved = _plan_spec(plan)
     _check_layers(plan, resolved)
+    plan, moved = place_sites(plan)
     spec = spec or resolved
     if mc_dropout is None:
         mc_dropout = bool(resolved.uncertainty)
@@ -157,14 +177,19 @@ def generate(
     layout = _layout(plan, resolved)
     ctx: dict[str, Any] = {
         "version": _version(),
-        "command": command or regenerate_command(spec, output=output, mc_dropout=mc_dropout),
-        "answers": _answers(spec),
+        "answers": _answers(spec, base_spec),
         "spec": resolved.model_dump(),
         "mc_dropout": mc_dropout,
         "mc_samples": mc_samples,
         "n_sites": len(plan.sites),
         "notes": _notes(plan),
     }
+    filename = Path(output).name if output and output != "-" else "model.py"
+    audit_command = f"dropout-advisor audit {shlex.quote(filename)}:build_model {layout.audit}"
+    regenerate = command or regenerate_command(spec, output=output, mc_dropout=mc_dropout, base_spec=base_spec)
+    ctx["command_lines"] = shell_lines(regenerate, indent=4)
+    ctx["audit_lines"] = shell_lines(audit_command, indent=4)
+    ctx["raw_header"] = any(line.endswith("\\") for line in ctx["command_lines"] + ctx["audit_lines"])
     ctx.update(layout.context)
     ctx["batch_norm"] = layout.template == "resnet" or bool(resolved.batch_norm and layout.template in ("mlp", "cnn"))
     ctx["groups"] = layout.groups
@@ -173,7 +198,8 @@ def generate(
     ctx["title"] = layout.title
     ctx["model_class"] = layout.model_class
     ctx["custom_classes"] = [c for c in CUSTOM if any(g.cls == c for g in layout.groups)]
-    ctx["filename"] = Path(output).name if output and output != "-" else "model.py"
+    ctx["filename"] = filename
+    ctx["filename_shell"] = shlex.quote(filename)
     try:
         template = _environment().get_template(f"{layout.template}.py.j2")
         code = template.render(**ctx)
@@ -191,6 +217,8 @@ def generate(
         model_class=layout.model_class,
         sites=len(plan.sites),
         mc_dropout=mc_dropout,
+        audit_command=audit_command,
+        moved=tuple(moved),
     )
 
 
@@ -211,8 +239,11 @@ def load_plan(path: Path) -> Plan:
         ) from None
 
 
-def regenerate_command(spec: Spec, *, output: str | None = None, mc_dropout: bool = False) -> str:
-    parts = ["dropout-advisor", "generate", *spec_flags(spec)]
+def regenerate_command(
+    spec: Spec, *, output: str | None = None, mc_dropout: bool = False, base_spec: dict[str, Any] | None = None
+) -> str:
+    """The ``generate`` command that writes this file again (flags for the answers given, not the defaults)."""
+    parts = ["dropout-advisor", "generate", *spec_flags(spec, base_spec)]
     if mc_dropout and not spec.uncertainty:
         parts.append("--mc-dropout")
     if output:
@@ -259,11 +290,108 @@ def _check_layers(plan: Plan, spec: Spec) -> None:
             )
 
 
-def _answers(spec: Spec) -> list[str]:
+def _gap_at(plan: Plan, position: int) -> tuple[str, str, int | None]:
+    """(after, before, block) of the gap in front of ``plan.layers[position]``, as plans write them."""
+    a, b = plan.layers[position - 1], plan.layers[position]
+    return a.kind, b.kind, a.block if a.block is not None else b.block
+
+
+def place_sites(plan: Plan) -> tuple[Plan, list[str]]:
+    """Honour hand edits of where a site is: its ``after``/``before`` (and ``block``) name its gap.
+
+    ``position`` is derived from them. A site whose ``after``/``before``/``block`` disagree with its
+    position moves to the one gap of the network they name; when they name none, or several, that is a
+    :class:`UsageError` naming the site and the fields. A ``module`` that names a different kind of dropout
+    than ``kind`` is refused the same way (the code is written from ``kind``). Returns the plan with every
+    site at its gap and one line per site moved.
+    """
+    moved: list[str] = []
+    sites: list[PlanSite] = []
+    gaps = range(1, len(plan.layers))
+    for site in plan.sites:
+        _check_module(site)
+        after, before, block = _gap_at(plan, site.position)
+        if (after, before) == (site.after, site.before) and (site.block is None or site.block == block):
+            sites.append(site)
+            continue
+        wanted = (site.after, site.before)
+        anywhere = [g for g in gaps if _gap_at(plan, g)[:2] == wanted]
+        matches = [g for g in anywhere if site.block in (None, _gap_at(plan, g)[2])]
+        if not matches and len(anywhere) == 1:
+            matches = anywhere  # the one gap they name; its block was left as it was
+        named = f"after '{site.after}', before '{site.before}'"
+        blocks = ", ".join(sorted({str(_gap_at(plan, g)[2]) for g in anywhere}))
+        if not anywhere:
+            raise UsageError(
+                f"site {site.id}: {named} is no gap of this network (its position {site.position} is the gap "
+                f"after '{after}', before '{before}')",
+                hint="edit 'after'/'before' to two consecutive entries of the plan's 'layers', "
+                "or restore the site as 'recommend' wrote it",
+            )
+        if not matches:
+            raise UsageError(
+                f"site {site.id}: {named} is no gap of block {site.block}",
+                hint=f"set the site's 'block' to one that has it ({blocks})",
+            )
+        if len(matches) > 1:
+            raise UsageError(
+                f"site {site.id}: {named} matches {len(matches)} gaps of this network (positions "
+                f"{', '.join(str(g) for g in matches)})",
+                hint=f"set the site's 'block' to choose one ({blocks})",
+            )
+        g = matches[0]
+        a, b = plan.layers[g - 1], plan.layers[g]
+        update = {"position": g, "block": _gap_at(plan, g)[2], "after_label": a.label, "before_label": b.label}
+        sites.append(site.model_copy(update=update))
+        moved.append(f"site {site.id}: placed by its after/before at position {g} ({a.label} -> {b.label})")
+    return plan.model_copy(update={"sites": sites}), moved
+
+
+# Class and function names in a site's ``module`` that pin its kind of dropout, most specific first. Module
+# text names a real PyTorch or reference-code construct (``nn.LSTM(num_layers>=2, dropout=p)``); names not
+# listed here (free text) pin nothing.
+_MODULE_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("FeatureAlphaDropout", ("feature-alpha-dropout",)),
+    ("AlphaDropout", ("alpha-dropout",)),
+    ("Dropout1d", ("dropout1d",)),
+    ("Dropout2d", ("dropout2d",)),
+    ("Dropout3d", ("dropout3d",)),
+    ("StochasticDepth", ("drop-path",)),
+    ("DropPath", ("drop-path",)),
+    ("drop_path", ("drop-path",)),
+    ("LockedDropout", ("locked-dropout",)),
+    ("WeightDrop", ("weight-drop",)),
+    ("EmbeddingDropout", ("embedding-dropout",)),
+    ("embedded_dropout", ("embedding-dropout",)),
+    ("MultiheadAttention", ("attention-dropout",)),
+    ("scaled_dot_product_attention", ("attention-dropout",)),
+    ("nn.Dropout", ("dropout", "attention-dropout")),
+    ("F.dropout", ("dropout", "attention-dropout")),
+)
+
+
+def _check_module(site: PlanSite) -> None:
+    for name, kinds in _MODULE_KINDS:
+        if name in site.module:
+            if site.kind not in kinds and site.kind != "none":
+                raise UsageError(
+                    f"site {site.id}: field 'module' is '{site.module}' ({' or '.join(kinds)}), but field 'kind' "
+                    f"is '{site.kind}'",
+                    hint=f"generate writes each site's module from its kind: set 'kind' to '{kinds[0]}', or "
+                    "restore 'module'",
+                )
+            return
+
+
+def _answers(spec: Spec, base_spec: dict[str, Any] | None = None) -> list[str]:
     import json
 
+    from advisor.spec import given_answers
+
     out = []
-    for key, value in spec.answers().items():
+    if base_spec and spec.base:
+        out.append(f"(every answer not listed comes from the {spec.base} recipe)")
+    for key, value in given_answers(spec, base_spec).items():
         if isinstance(value, bool):
             out.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, int | float):
@@ -275,6 +403,93 @@ def _answers(spec: Spec) -> list[str]:
 
 def _notes(plan: Plan) -> list[str]:
     return [f"{n.text} ({', '.join(n.recommendations)})" for n in plan.notes]
+
+
+# Characters of plan text that ASCII spells out; anything else non-ASCII is decomposed (é -> e) or
+# replaced, so generated comments pass ruff's ambiguous-character rules (RUF001-RUF003).
+_ASCII = {
+    "\u2014": "-",
+    "\u2013": "-",
+    "\u2212": "-",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2026": "...",
+    "\u00d7": "x",
+    "\u00b7": "*",
+    "\u2264": "<=",
+    "\u2265": ">=",
+    "\u2248": "~",
+    "\u2192": "->",
+    "\u2190": "<-",
+    "\u221a": "sqrt",
+    "\u03b1": "alpha",
+    "\u03b2": "beta",
+    "\u03b5": "eps",
+    "\u03bb": "lambda",
+    "\u03c3": "sigma",
+    "\u03a3": "sum",
+    "\u00b5": "u",
+    "\u03bc": "mu",
+    "\u1d40": "T",
+}
+
+
+def ascii_text(text: str) -> str:
+    """``text`` in ASCII: typographic marks spelled out, accents dropped, anything else as '?'."""
+    import unicodedata
+
+    if text.isascii():
+        return text
+    spelled = unicodedata.normalize("NFKD", "".join(_ASCII.get(ch, ch) for ch in text))
+    kept = "".join(ch for ch in spelled if not unicodedata.combining(ch))
+    return kept.encode("ascii", "replace").decode("ascii")
+
+
+def wrap_lines(text: str, indent: int = 0, prefix: str = "", hanging: str | None = None) -> list[str]:
+    """``text`` wrapped to LINE_LENGTH columns: ``indent`` spaces, then ``prefix`` on the first line and
+    ``hanging`` on the others. Words longer than a line stay whole (ruff's E501 allows a line that is one word)."""
+    import textwrap
+
+    pad = " " * indent
+    return textwrap.wrap(
+        ascii_text(text),
+        width=LINE_LENGTH,
+        initial_indent=pad + prefix,
+        subsequent_indent=pad + (" " * len(prefix) if hanging is None else hanging),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [pad + prefix.rstrip()]
+
+
+def comment_lines(text: str, indent: int = 0) -> str:
+    """``text`` as ``# `` comment lines at ``indent``, wrapped to LINE_LENGTH columns (no final newline)."""
+    return "\n".join(wrap_lines(text, indent, prefix="# ", hanging="# "))
+
+
+def shell_lines(command: str, indent: int = 4) -> list[str]:
+    """A shell command laid out in lines of at most LINE_LENGTH columns, continued with `` \\``."""
+    quoted = [shlex.quote(w) for w in shlex.split(command)]
+    words: list[str] = []  # an option stays on the line of its value
+    for word in quoted:
+        option = words and words[-1].startswith("-") and " " not in words[-1] and not word.startswith("-")
+        if option and indent + 4 + len(words[-1]) + 1 + len(word) + 2 <= LINE_LENGTH:
+            words[-1] += " " + word
+        else:
+            words.append(word)
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        # leave room for the indent and for " \\" on every line but the last
+        if current and indent + len(candidate) + 2 > LINE_LENGTH:
+            lines.append(current)
+            current = "    " + word
+        else:
+            current = candidate
+    lines.append(current)
+    return [" " * indent + line + (" \\" if i < len(lines) - 1 else "") for i, line in enumerate(lines)]
 
 
 def _num(value: float | int | None) -> str:
@@ -392,10 +607,13 @@ class Group:
         if self.schedule == "rise-with-depth":
             lines.append("Scheduled: the rate rises with depth; one constant per block.")
         elif self.schedule == "early":
-            lines.append("Scheduled (early dropout, DRP202): this rate at the start of training, decayed")
-            lines.append("linearly to 0 by epoch 50 of 300 (Liu et al. 2023); this file does not schedule it.")
+            lines.append("Scheduled (early dropout, DRP202): this file keeps the rate constant.")
+            lines.append("Liu et al. 2023 decay it linearly to 0 over the first 50 of 300 epochs,")
+            lines.append("then keep 0: set each dropout module's p once per epoch (DRP322).")
         elif self.schedule == "late":
-            lines.append("Scheduled (late dropout, DRP202): keep 0 early, switch this rate on later.")
+            lines.append("Scheduled (late dropout, DRP202): this file keeps the rate constant.")
+            lines.append("Liu et al. 2023 keep 0 until epoch 50 of 300, then use this rate: set")
+            lines.append("each dropout module's p once per epoch (DRP322).")
         if self.optional:
             lines.append("None: no dropout at that block.")
         return lines
@@ -430,6 +648,7 @@ class Layout:
     title: str
     model_class: str
     groups: list[Group]
+    audit: str  # the audit's input options for the template's default Config (its audit_options(Config()))
     context: dict[str, Any] = field(default_factory=dict)
 
 
@@ -440,19 +659,28 @@ def _group(plan: Plan, slots: list[Slot], family: str) -> dict[str, Group]:
         if site.kind == "none":
             continue
         before, after = plan.layers[site.position - 1], plan.layers[site.position]
-        for slot in slots:
-            index = slot.match(before, after)
-            if index is None or site.kind not in slot.kinds:
-                continue
-            if any(i == index for i, _ in taken.get(slot.name, [])):
+        places = [(slot, index) for slot in slots if (index := slot.match(before, after)) is not None]
+        for slot, index in places:
+            if site.kind not in slot.kinds or any(i == index for i, _ in taken.get(slot.name, [])):
                 continue
             taken.setdefault(slot.name, []).append((index, site))
             break
         else:
+            where = f"between {site.after_label} and {site.before_label}"
+            fits = [k for slot, _ in places for k in slot.kinds]
+            if places and site.kind not in fits:
+                raise UsageError(
+                    f"site {site.id}: field 'kind' is '{site.kind}', which the {family} template cannot put {where}",
+                    hint=f"kinds that fit there: {', '.join(dict.fromkeys(fits))}",
+                )
+            if places:
+                raise UsageError(
+                    f"site {site.id}: a second site {where}",
+                    hint="one dropout per place: remove one of the two sites",
+                )
             raise UsageError(
-                f"site {site.id} ({site.kind} between {site.after_label} and {site.before_label}) has no place "
-                f"in the {family} template",
-                hint="generate supports the sites 'recommend' places; remove or move that site in the plan",
+                f"site {site.id} ({site.kind} {where}) has no place in the {family} template",
+                hint="generate supports the places 'recommend' uses; remove the site or edit its 'after'/'before'",
             )
     groups: dict[str, Group] = {}
     for slot in slots:
@@ -574,9 +802,11 @@ def _mlp(plan: Plan, s: Spec) -> Layout:
         title="Self-normalizing MLP (SELU) for tabular data" if selu else "MLP for tabular data",
         model_class="SNN" if selu else "MLP",
         groups=_ordered(groups, ["input", "hidden"]),
+        audit="--input-shape 8,32",
         context={
             "activation": ACTIVATIONS[s.activation or "relu"],
             "batch_norm": bool(s.batch_norm),
+            "residual": n > RESIDUAL_MLP_DEPTH,
             "layers": n,
             "width": s.width,
         },
@@ -622,15 +852,18 @@ def _cnn(plan: Plan, s: Spec) -> Layout:
         title="CNN image classifier",
         model_class="CNN",
         groups=_ordered(groups, ["conv", "head", "fc"]),
+        audit="--input-shape 8,3,32,32",
         context={
             "activation": ACTIVATIONS[s.activation or "relu"],
             "batch_norm": bool(s.batch_norm),
             "pooling": s.pooling,
+            "residual": n > RESIDUAL_CNN_DEPTH,
             "head": s.head,
             "fc_layers": fc,
             "layers": n,
             "width": s.width,
             "fc_width": 16 * (s.width or 64),
+            "init_gain": _gain(s.activation or "relu"),
         },
     )
 
@@ -674,6 +907,7 @@ def _resnet(plan: Plan, s: Spec) -> Layout:
         title="Wide ResNet image classifier (pre-activation blocks)" if wide else "ResNet image classifier",
         model_class="WideResNet" if wide else "ResNet",
         groups=_ordered(groups, ["mid", "drop_path", "head"]),
+        audit="--input-shape 8,3,32,32",
         context={
             "activation": ACTIVATIONS[s.activation or "relu"],
             "wide": wide,
@@ -742,9 +976,14 @@ def _rnn(plan: Plan, s: Spec) -> Layout:
     ]
     groups = _group(plan, slots, "RNN")
     between = groups.get("between")
+    # Plain stacks of more than RESIDUAL_RNN_DEPTH recurrent layers barely train (Wu et al. 2016, GNMT); deeper
+    # stacks get residual connections around the layers after the first, which nn.LSTM cannot do.
+    residual = n > RESIDUAL_RNN_DEPTH
     # nn.LSTM(dropout=p) puts plain dropout between its layers; use it when that is exactly the plan.
-    fused = "weight" not in groups and (
-        between is None or (between.kind == "dropout" and between.scalar and between.max_p > 0)
+    fused = (
+        not residual
+        and "weight" not in groups
+        and (between is None or (between.kind == "dropout" and between.scalar and between.max_p > 0))
     )
     cell = (s.cell or "lstm").upper()
     lm = s.rnn_task == "lm"
@@ -754,12 +993,14 @@ def _rnn(plan: Plan, s: Spec) -> Layout:
         title=title,
         model_class=f"{cell}LanguageModel" if lm and embeddings else f"{cell}Tagger" if lm else f"{cell}Classifier",
         groups=_ordered(groups, ["embed", "input", "weight", "between", "output"]),
+        audit="--input-shape 8,35 --input-dtype long" if embeddings else "--input-shape 8,35,32",
         context={
             "cell": cell,
             "lm": lm,
             "embeddings": embeddings,
             "bidirectional": bool(s.bidirectional),
             "fused": fused,
+            "residual": residual,
             "layers": n,
             "width": s.width,
         },
@@ -778,14 +1019,24 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
         )
     decoder = s.transformer == "decoder"
     vision = not decoder and s.modality == "image"
+    positions = s.positions or "additive"
+    if positions == "relative" or (vision and positions != "additive"):
+        raise UsageError(
+            f"generate has no template for {positions} positions"
+            + (" in a vision Transformer" if vision and positions != "relative" else ""),
+            hint="generate writes learned absolute positions, or rotary ones (--positions rotary) for text; "
+            "use --positions additive, or write that part by hand",
+        )
     resid = ("dropout", "drop-path")
     slots = [
         Slot(
             "embed",
             "embed_dropout",
-            "on the sum of token and position embeddings" + (", after its LayerNorm" if s.embedding_norm else ""),
+            ("on the token embeddings" if positions == "rotary" else "on the sum of token and position embeddings")
+            + (", after its LayerNorm" if s.embedding_norm else ""),
             FEATURES,
-            _gap(_is("layernorm", "embed") if s.embedding_norm else _is("positional-encoding"), _any, _zero),
+            # the gap after the embedding section, whatever ends it (positions, BERT's LayerNorm, or neither)
+            _gap(lambda a: "embed" in a.tags, lambda b: "embed" not in b.tags, _zero),
         ),
         Slot(
             "attn",
@@ -859,12 +1110,15 @@ def _transformer(plan: Plan, s: Spec) -> Layout:
         title=title,
         model_class=model_class,
         groups=_ordered(groups, ["embed", "attn", "attn_resid", "ffn", "ffn_resid", "head"]),
+        audit="--input-shape 2,3,224,224" if vision else "--input-shape 2,128 --input-dtype long",
         context={
             "activation": ACTIVATIONS[s.activation or "gelu"],
             "decoder": decoder,
             "vision": vision,
             "embed_norm": bool(s.embedding_norm) and not vision,
+            "rotary": positions == "rotary",
             "pre_norm": s.norm != "post",
+            "smoke_lr": _num(round(min(3e-3, 1.6e-2 / n), 6)),
             "layers": n,
             "width": width,
             "heads": max(1, width // 64) if width % 64 == 0 else _heads(width),
@@ -937,14 +1191,22 @@ def _gnn(plan: Plan, s: Spec) -> Layout:
         title="Graph attention network (GAT), dense adjacency" if gat else "Graph convolutional network (GCN)",
         model_class="GAT" if gat else "GCN",
         groups=_ordered(groups, ["feat", "attn", "value"]),
+        audit="--input-shape 64,32 --input-shape 64,64",
         context={
             "gat": gat,
+            "residual": n > (RESIDUAL_GAT_DEPTH if gat else RESIDUAL_GNN_DEPTH),
             "activation": "F.elu" if gat else _functional(s.activation or "relu"),
             "layers": n,
             "width": width,
             "heads": _heads(width) if gat else 1,
         },
     )
+
+
+def _gain(activation: str) -> str:
+    """The ``nonlinearity`` that ``nn.init.kaiming_normal_`` knows for an activation (ReLU's for the smooth
+    ReLU-like ones it does not know: GELU, SiLU, ELU)."""
+    return {"leaky-relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "linear"}.get(activation, "relu")
 
 
 def _functional(activation: str) -> str:

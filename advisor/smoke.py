@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from advisor.errors import DeviceError, ModelLoadError
 
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
+# Measurements that files written before v0.2 do not return.
+OPTIONAL_MEASUREMENTS = {"audit"}
 
 
 class SmokeResult(BaseModel):
@@ -39,6 +41,7 @@ class SmokeResult(BaseModel):
     dropout_sites: int | None = None
     start_loss: float | None = None
     end_loss: float | None = None
+    audit: str | None = None  # the command that audits the file's model (files written since v0.2)
 
 
 def _torch() -> Any:
@@ -155,13 +158,17 @@ def load_model_file(path: Path) -> tuple[ModuleType, str]:
     return module, name
 
 
-def run_smoke(path: Path, device: str = "auto", steps: int = 60, seed: int = 0) -> SmokeResult:
-    """Run the smoke test of a generated file on ``device``; a failed check is a result, not an error."""
+def run_smoke(path: Path, device: str = "auto", steps: int | None = None, seed: int = 0) -> SmokeResult:
+    """Run the smoke test of a generated file on ``device``; a failed check is a result, not an error.
+
+    ``steps`` caps the training steps; ``None`` keeps the file's own default (``SMOKE_STEPS``).
+    """
     resolved = resolve_device(device)
     path = Path(path)
     module, name = load_model_file(path)
+    budget = {} if steps is None else {"steps": steps}
     try:
-        measured = module.smoke_test(device=resolved, steps=steps, seed=seed, verbose=False)
+        measured = module.smoke_test(device=resolved, seed=seed, verbose=False, **budget)
     except AssertionError as exc:
         return SmokeResult(file=str(path), device=resolved, ok=False, message=str(exc) or "a check failed")
     except (Exception, SystemExit) as exc:
@@ -175,7 +182,7 @@ def run_smoke(path: Path, device: str = "auto", steps: int = 60, seed: int = 0) 
             file=str(path), device=resolved, ok=False, message="smoke_test() did not return its measurements"
         )
     fields = set(SmokeResult.model_fields) - {"file", "device", "ok", "message"}
-    missing = sorted(fields - set(measured))
+    missing = sorted(fields - OPTIONAL_MEASUREMENTS - set(measured))
     if missing:
         return SmokeResult(
             file=str(path),

@@ -1,10 +1,17 @@
 """Generate every template (and each option that changes its shape) and run each smoke test on one device.
 
-    python bench/smoke_all_devices.py [--device auto|cpu|cuda|mps|xpu] [--steps 60] [--keep DIR]
+    python bench/smoke_all_devices.py [--device auto|cpu|cuda|mps|xpu] [--steps N] [--depths 1,2,5,8,12]
+                                      [--recipes] [--keep DIR]
 
 Prints one line per generated file: the outcome, steps, time per step, the eval loss before and after, and
-the number of dropout sites. Exit 1 when any smoke test fails, 2 when the device is not available. Meant to
-be run on a GPU machine (issue 4 asks for every template's smoke test on CUDA) as well as on a laptop CPU.
+the number of dropout sites. ``--depths`` also generates every family and variant at those depths (the
+matrix of tests/test_generate_depths.py), ``--recipes`` every reference recipe (``generate --base NAME``).
+The generated files go to a temporary folder that is removed at the end, whatever happens, unless
+``--keep DIR`` names a folder to keep them in.
+
+Exit codes: 0 every smoke test passed; 1 at least one failed (or a file could not be generated or
+loaded); 2 the device is not available or an argument is wrong. Meant to be run on a GPU machine as well
+as on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import time
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.generate import generate
+from advisor.generate import Generated, generate
+from advisor.plan import Plan
 from advisor.recommend import recommend
 from advisor.smoke import resolve_device, run_smoke
 from advisor.spec import Spec
@@ -55,8 +63,45 @@ CASES: dict[str, tuple[Spec, bool | None]] = {
     "gat_mc_dropout": (Spec(arch="gnn", gnn="gat", layers=3, width=64), True),
 }
 
+# Every family and variant, for --depths (the same list as tests/test_generate_depths.py).
+VARIANTS: dict[str, dict[str, object]] = {
+    "mlp": {"arch": "mlp"},
+    "mlp_batchnorm": {"arch": "mlp", "batch_norm": True},
+    "selu_mlp": {"arch": "mlp", "activation": "selu"},
+    **{
+        f"cnn_{head}_{pooling}{'_batchnorm' if bn else ''}": {
+            "arch": "cnn",
+            "head": head,
+            "pooling": pooling,
+            "batch_norm": bn,
+        }
+        for head in ("fc", "gap")
+        for pooling in ("max", "avg", "none")
+        for bn in (False, True)
+    },
+    "resnet": {"arch": "resnet"},
+    "wrn": {"arch": "resnet", "wide": True},
+    "rnn_lm": {"arch": "rnn"},
+    "rnn_classifier": {"arch": "rnn", "rnn_task": "classifier"},
+    "rnn_tagger": {"arch": "rnn", "embeddings": False},
+    **{
+        f"transformer_{kind}_{norm}": {
+            "arch": "transformer",
+            "transformer": "encoder" if kind == "vit" else kind,
+            "norm": norm,
+            **({"modality": "image"} if kind == "vit" else {}),
+        }
+        for kind in ("encoder", "decoder", "vit")
+        for norm in ("pre", "post")
+    },
+    "transformer_decoder_rotary": {"arch": "transformer", "transformer": "decoder", "positions": "rotary"},
+    "transformer_encoder_bert": {"arch": "transformer", "norm": "post", "embedding_norm": True},
+    "gcn": {"arch": "gnn"},
+    "gat": {"arch": "gnn", "gnn": "gat"},
+}
 
-def _awd_lstm() -> object:
+
+def _awd_lstm() -> Plan:
     """The AWD-LSTM variant (locked dropout, weight drop) exists only as an edited plan."""
     plan = recommend(Spec(arch="rnn", layers=2, width=400))
     sites = []
@@ -71,10 +116,70 @@ def _awd_lstm() -> object:
     return plan.model_copy(update={"sites": sites})
 
 
+def _depths(text: str | None) -> list[int] | None:
+    """'1,2,5' -> [1, 2, 5]; None when the text is not a list of positive integers."""
+    if not text:
+        return []
+    try:
+        depths = [int(d) for d in text.split(",")]
+    except ValueError:
+        return None
+    return depths if all(d >= 1 for d in depths) else None
+
+
+def _jobs(depths: list[int], recipes: bool = False) -> list[tuple[str, Generated]]:
+    jobs = [(n, generate(recommend(s), s, mc_dropout=mc, output=f"{n}.py")) for n, (s, mc) in CASES.items()]
+    jobs.append(("awd_lstm", generate(_awd_lstm(), output="awd_lstm.py")))
+    if recipes:
+        from advisor.knowledge import default_kb
+        from advisor.spec import build_spec
+
+        kb = default_kb()
+        for key in sorted(kb.recipes):
+            if kb.recipe(key).spec.get("transformer") == "encoder-decoder":
+                continue  # no template (generate says so)
+            spec = build_spec({"base": key, **kb.recipe(key).spec})
+            name = "recipe_" + key.replace("-", "_").replace(".", "_")
+            jobs.append((name, generate(recommend(spec), spec, output=f"{name}.py")))
+    for variant, values in VARIANTS.items():
+        for depth in depths:
+            spec = Spec(layers=depth, **values)  # type: ignore[arg-type]
+            name = f"{variant}_{depth}"
+            jobs.append((name, generate(recommend(spec), spec, output=f"{name}.py")))
+    return jobs
+
+
+def _run(jobs: list[tuple[str, Generated]], folder: Path, device: str, steps: int | None) -> int:
+    failed = 0
+    start = time.perf_counter()
+    for job, result in jobs:
+        path = folder / f"{job}.py"
+        path.write_text(result.code, encoding="utf-8")
+        try:
+            r = run_smoke(path, device=device, steps=steps)
+        except AdvisorError as exc:
+            print(f"{job:32s} ERROR  {exc.message}", flush=True)
+            failed += 1
+            continue
+        if r.ok:
+            print(
+                f"{job:32s} ok     {r.device:6s} {r.steps:3d} steps {r.step_ms:8.2f} ms/step  "
+                f"loss {r.start_loss:.3f} -> {r.end_loss:.3f}  sites {r.dropout_sites:3d}  ({result.template})",
+                flush=True,
+            )
+        else:
+            failed += 1
+            print(f"{job:32s} FAILED {r.device:6s} {r.message}", flush=True)
+    print(f"{len(jobs) - failed}/{len(jobs)} passed in {time.perf_counter() - start:.1f} s")
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=None, help="at most this many steps (default: each file's)")
+    parser.add_argument("--depths", default=None, help="also every variant at these depths, e.g. 1,2,5,8,12")
+    parser.add_argument("--recipes", action="store_true", help="also every reference recipe a template can write")
     parser.add_argument("--keep", type=Path, default=None, help="write the generated files here and keep them")
     args = parser.parse_args()
 
@@ -83,6 +188,11 @@ def main() -> int:
     except AdvisorError as exc:
         print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
         return 2
+    depths = _depths(args.depths)
+    if depths is None:
+        print(f"error: --depths '{args.depths}' is not a list of positive integers", file=sys.stderr)
+        print("hint: e.g. --depths 1,2,5,8,12", file=sys.stderr)
+        return 2
     import torch
 
     name = device
@@ -90,31 +200,14 @@ def main() -> int:
         name += f" ({torch.cuda.get_device_name(torch.device(device))})"
     print(f"device {name}; torch {torch.__version__}; python {platform.python_version()}")
 
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="dropout-advisor-smoke-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(n, generate(recommend(s), s, mc_dropout=mc, output=f"{n}.py")) for n, (s, mc) in CASES.items()]
-    jobs.append(("awd_lstm", generate(_awd_lstm(), output="awd_lstm.py")))  # type: ignore[arg-type]
-
-    failed = 0
-    start = time.perf_counter()
-    for job, result in jobs:
-        path = folder / f"{job}.py"
-        path.write_text(result.code, encoding="utf-8")
-        try:
-            r = run_smoke(path, device=device, steps=args.steps)
-        except AdvisorError as exc:
-            print(f"{job:32s} ERROR  {exc.message}")
-            failed += 1
-            continue
-        if r.ok:
-            print(
-                f"{job:32s} ok     {r.device:6s} {r.steps:3d} steps {r.step_ms:8.2f} ms/step  "
-                f"loss {r.start_loss:.3f} -> {r.end_loss:.3f}  sites {r.dropout_sites:3d}  ({result.template})"
-            )
-        else:
-            failed += 1
-            print(f"{job:32s} FAILED {r.device:6s} {r.message}")
-    print(f"{len(jobs) - failed}/{len(jobs)} passed in {time.perf_counter() - start:.1f} s; files in {folder}")
+    jobs = _jobs(depths, recipes=args.recipes)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        failed = _run(jobs, args.keep, device, args.steps)
+        print(f"files kept in {args.keep}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="dropout-advisor-smoke-") as tmp:
+            failed = _run(jobs, Path(tmp), device, args.steps)
     return 1 if failed else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +129,8 @@ def test_plan_file_is_a_third_input(runner, tmp_path):
     plan.write_text(rec.stdout, encoding="utf-8")
     result = runner.invoke(app, ["generate", "--plan", str(plan), "-o", "-"])
     assert result.exit_code == 0, result.stderr
-    assert f"dropout-advisor generate --plan {plan}" in result.stdout
+    header = re.sub(r" \\\n +", " ", result.stdout.split("Answers used")[0])  # join wrapped shell lines
+    assert f"dropout-advisor generate --plan {plan}" in header
     assert "class GAT(nn.Module)" in result.stdout
 
 
@@ -282,7 +284,8 @@ def test_generated_file_runs_as_a_script(runner, model_file):
     assert lines[0] == "device: cpu"
     assert lines[1].startswith("parameters: ")
     assert any("ms per step" in line for line in lines)
-    assert lines[-1] == "smoke test passed"
+    assert lines[-2] == "smoke test passed"
+    assert lines[-1] == "audit its dropout: dropout-advisor audit model.py:build_model --input-shape 8,32"
 
 
 def test_generated_file_rejects_an_unavailable_device(model_file):

@@ -743,7 +743,8 @@ EXCLUDED = {
     "DRP103": lambda s, plan: bool(s.batch_norm),
     "DRP201": lambda s, plan: s.regime == "fine-tuning" or bool(s.base),
     "DRP202": lambda s, plan: s.regime == "fine-tuning" or not plan.sites,
-    "DRP205": lambda s, plan: s.regime != "pretraining" or s.modality == "image" or bool(s.base),
+    # with --base, DRP205 is only the other side of a recipe that pretrained with dropout (a note, no site)
+    "DRP205": lambda s, plan: s.regime != "pretraining" or s.modality == "image" or bool(s.base and not plan.sites),
     "DRP206": lambda s, plan: not s.base,
     "DRP207": lambda s, plan: bool(s.base) or s.regime != "fine-tuning",
     "DRP304": lambda s, plan: s.arch != "rnn" or (s.layers or 1) >= 2,

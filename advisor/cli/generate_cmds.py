@@ -89,12 +89,22 @@ def generate_cmd(
     else:
         from advisor.recommend import recommend
 
-        spec, _ = spec_from_flags(flags, "generate")  # --base NAME fills the spec from its recipe
+        spec, base_spec = spec_from_flags(flags, "generate")  # --base NAME fills the spec from its recipe
         plan = recommend(spec)
         command = None
 
-    result = generate(plan, spec, mc_dropout=mc_dropout, mc_samples=mc_samples, output=out_name, command=command)
+    result = generate(
+        plan,
+        spec,
+        mc_dropout=mc_dropout,
+        mc_samples=mc_samples,
+        output=out_name,
+        command=command,
+        base_spec=base_spec if plan_file is None else None,
+    )
     what = f"{result.title}, {result.sites} dropout site{'s' if result.sites != 1 else ''}"
+    for line in result.moved:
+        _note(f"note: {line}")
     if to_stdout:
         emit_text(result.code)
         return
@@ -124,6 +134,13 @@ def generate_cmd(
         return
     _note(f"{outcome.describe()}: {what}")
     _note(f"run its smoke test: python {shlex.quote(str(path))}   (or: dropout-advisor smoke {shlex.quote(str(path))})")
+    _note(f"audit its dropout: {_audit_command(path, result.audit_command)}")
+
+
+def _audit_command(path: Path, command: str) -> str:
+    """The file's audit command with the path as the user named it (the file writes its bare name)."""
+    name = shlex.quote(path.name) + ":build_model"
+    return command.replace(name, shlex.quote(str(path)) + ":build_model", 1)
 
 
 def _read_existing(path: Path) -> str | None:
@@ -165,7 +182,13 @@ def smoke_cmd(
         metavar="[auto|cpu|cuda|mps|xpu]",
         help="auto, cpu, cuda, mps or xpu (auto: torch.accelerator, then CUDA, MPS, XPU, CPU).",
     ),
-    steps: int = typer.Option(60, "--steps", min=1, max=100_000, help="Train at most this many steps."),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        min=1,
+        max=100_000,
+        help="Train at most this many steps (default: the file's SMOKE_STEPS).",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="text or json."),
 ) -> None:
@@ -195,6 +218,7 @@ def smoke_cmd(
                     f"  dropout sites: {result.dropout_sites}",
                     f"  steps: {result.steps}, {result.step_ms:.2f} ms per step",
                     f"  eval loss on the batch: {result.start_loss:.4f} -> {result.end_loss:.4f} (at least halved)",
+                    *([f"  audit its dropout: {result.audit}"] if result.audit else []),
                 ]
             )
         )

@@ -10,19 +10,27 @@ Answers used:
     layers = 2
     pooling = "none"
 
-Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
+Dropout sites, in forward order (p is the drop probability; what an ID means:
+`dropout-advisor explain ID`):
 
     S1, S2: nn.Dropout2d p=0.01..0.1 after each conv block's activation [DRP005]
     S3, S4: nn.Dropout p=0.5 after each hidden FC layer's activation [DRP003]
 
 Notes from the plan:
 
-    - Element-wise alternative, measured on plain CNNs: Srivastava et al. dropped single units after each conv ReLU at 0.25, 0.25, 0.5 bottom to top, plus 0.1 on the input (SVHN error 3.02% -> 2.55% over FC-only dropout). (DRP004)
-    - Put dropout after the activation. For ReLU and LeakyReLU the order provably makes no difference; for sigmoid, tanh and GELU it does. (DRP102)
-    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
+    - Element-wise alternative, measured on plain CNNs: Srivastava et al. dropped single
+      units after each conv ReLU at 0.25, 0.25, 0.5 bottom to top, plus 0.1 on the input
+      (SVHN error 3.02% -> 2.55% over FC-only dropout). (DRP004)
+    - Put dropout after the activation. For ReLU and LeakyReLU the order provably makes
+      no difference; for sigmoid, tanh and GELU it does. (DRP102)
+    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
+      nuisance hyperparameter; expect to need more training steps after adding dropout.
+      (DRP401)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
-(`--device auto|cpu|cuda|mps|xpu`, `--steps N`).
+(`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
+
+    dropout-advisor audit model.py:build_model --input-shape 8,3,32,32
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +48,10 @@ from torch import nn
 
 @dataclass
 class Config:
-    """Every knob of the model. Sizes come from your answers; set the data sizes to your data."""
+    """Every knob of the model.
+
+    Sizes come from your answers; set the data sizes to your data.
+    """
 
     in_channels: int = 3
     image_size: int = 32  # height = width of the input images
@@ -62,7 +74,7 @@ class Config:
             raise ValueError(f"conv_dropout needs {self.layers} rates")
 
     def channels(self, i: int) -> int:
-        """Output channels of conv block i: width, 2 * width, 4 * width, then 8 * width."""
+        """Output channels of conv block i: width, 2, 4, then 8 times width."""
         return self.width * 2 ** min(i, 3)
 
     def feature_size(self) -> int:
@@ -76,14 +88,16 @@ class ConvBlock(nn.Module):
     def __init__(self, cfg: Config, i: int) -> None:
         super().__init__()
         c_in = cfg.in_channels if i == 0 else cfg.channels(i - 1)
-        self.conv = nn.Conv2d(c_in, cfg.channels(i), 3, padding=1)
+        k = 3
+        self.conv = nn.Conv2d(c_in, cfg.channels(i), k, padding=k // 2)
         self.act = nn.ReLU()
         # S1, S2 (DRP005): p=0.01..0.1, Config.conv_dropout
         self.dropout = nn.Dropout2d(cfg.conv_dropout[i])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv(x))  # (B, C_in, H, W) -> (B, C, H, W)
-        return self.dropout(x)
+        out = self.act(self.conv(x))  # (B, C_in, H, W) -> (B, C, H, W)
+        out = self.dropout(out)
+        return out
 
 
 class FCBlock(nn.Module):
@@ -115,6 +129,7 @@ class CNN(nn.Module):
         dims = [d] + [cfg.fc_width] * cfg.fc_layers
         self.fc = nn.ModuleList(FCBlock(cfg, dims[j], j) for j in range(cfg.fc_layers))
         self.classifier = nn.Linear(dims[-1], cfg.num_classes)
+        self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -124,23 +139,60 @@ class CNN(nn.Module):
             x = layer(x)  # (B, fc_width)
         return self.classifier(x)  # (B, num_classes)
 
+    def reset_parameters(self) -> None:
+        """He initialisation for the convolutions, small normal weights for the rest.
+
+        He et al. 2015 ("Delving Deep into Rectifiers"): weights ~ N(0, gain^2 / fan_in)
+        keep the signal's scale through a deep plain conv stack, where PyTorch's default
+        lets it shrink block by block.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def build_model(cfg: Config | None = None) -> CNN:
+    """CNN(cfg), by default CNN(Config()).
+
+    The no-argument factory that `dropout-advisor audit FILE:build_model` calls; the
+    header shows the whole command, and the smoke test prints it.
+    """
+    return CNN(Config() if cfg is None else cfg)
+
+
+def audit_options(cfg: Config) -> str:
+    """`dropout-advisor audit` options that describe an example input for `cfg`."""
+    return f"--input-shape 8,{cfg.in_channels},{cfg.image_size},{cfg.image_size}"
+
 
 # ---- what the smoke test trains on ----
 
-SMOKE_LR = 1e-2
+SMOKE_STEPS = 300  # at most; the test stops once the loss has halved
+SMOKE_LR = 3e-3
 
 
 def smoke_config() -> Config:
-    """Config with small sizes (same layers and dropout rates): trains in seconds on a CPU."""
-    return replace(Config(), image_size=16, width=8, fc_width=32, num_classes=4)
+    """Config with small sizes, same layers and dropout rates: trains in seconds."""
+    small = {"image_size": 4, "width": 8, "fc_width": 128, "num_classes": 4}
+    return replace(Config(), **small)
 
 
 def make_batch(
     cfg: Config, device: torch.device
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """One synthetic batch: each image is its class's colour plus noise."""
+    """One synthetic batch: each image is its class's colour plus noise.
+
+    Class c's colour is +1 or -1 per channel, from the bits of c: with 4 classes and
+    3 channels every two colours differ by at least 2 in some channel.
+    """
     g = torch.Generator().manual_seed(0)
-    colours = 2 * torch.randn(cfg.num_classes, cfg.in_channels, 1, 1, generator=g)
+    classes = torch.arange(cfg.num_classes)[:, None]  # (classes, 1)
+    bits = (classes >> torch.arange(cfg.in_channels)) & 1  # (classes, C)
+    colours = (2.0 * bits - 1.0)[:, :, None, None]  # (classes, C, 1, 1)
     y = torch.randint(cfg.num_classes, (32,), generator=g)  # (B,)
     shape = (32, cfg.in_channels, cfg.image_size, cfg.image_size)
     x = colours[y] + 0.5 * torch.randn(shape, generator=g)  # (B, C, H, W)
@@ -222,18 +274,20 @@ def _check(ok: bool, message: str) -> None:
 
 
 def smoke_test(
-    device: str = "auto", steps: int = 60, seed: int = 0, verbose: bool = True
+    device: str = "auto", steps: int | None = None, seed: int = 0, verbose: bool = True
 ) -> dict[str, object]:
     """Train a small copy of the model on one synthetic batch and check its dropout.
 
-    Checks: finite losses; the eval-mode loss on the batch at least halves; two eval-mode
-    forwards are identical; two train-mode forwards differ when any dropout rate is above 0.
-    Raises AssertionError naming the first failed check; returns the measurements.
+    Checks: finite losses; the eval-mode loss on the batch at least halves within
+    `steps` training steps (default SMOKE_STEPS); two eval-mode forwards are identical;
+    two train-mode forwards differ when any dropout rate is above 0. Raises
+    AssertionError naming the first failed check; returns the measurements.
     """
+    steps = SMOKE_STEPS if steps is None else steps
     dev = pick_device(device)
     torch.manual_seed(seed)
     cfg = smoke_config()
-    model = CNN(cfg).to(dev)
+    model = build_model(cfg).to(dev)
     inputs, target = make_batch(cfg, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=SMOKE_LR)
     rates = dropout_rates(model)
@@ -245,19 +299,6 @@ def smoke_test(
 
     start_loss = eval_loss()
     _check(math.isfinite(start_loss), f"the initial loss is {start_loss}")
-    with torch.no_grad():
-        model.eval()
-        _check(
-            torch.equal(model(*inputs), model(*inputs)),
-            "two eval-mode forwards differ: something random still runs in eval mode",
-        )
-        if any(p > 0 for p in rates):
-            model.train()
-            _check(
-                not torch.equal(model(*inputs), model(*inputs)),
-                "two train-mode forwards are identical although a dropout rate is above 0",
-            )
-
     train_losses: list[float] = []
     end_loss = start_loss
     seconds = 0.0
@@ -278,15 +319,31 @@ def smoke_test(
             _check(math.isfinite(end_loss), f"step {step}: the eval loss is {end_loss}")
             if end_loss <= start_loss / 2:
                 break
+    went = f"the eval loss went from {start_loss:.4f} to {end_loss:.4f}"
     _check(
         end_loss <= start_loss / 2,
-        f"the eval loss went from {start_loss:.4f} to {end_loss:.4f} in {len(train_losses)} "
-        "steps; it must at least halve",
+        f"{went} in {len(train_losses)} steps; it must at least halve",
     )
 
+    # Dropout's own checks, on the trained weights (a zero-initialised ReZero gain would
+    # hide a branch's dropout before training).
+    with torch.no_grad():
+        model.eval()
+        _check(
+            torch.equal(model(*inputs), model(*inputs)),
+            "two eval-mode forwards differ: something random still runs in eval mode",
+        )
+        if any(p > 0 for p in rates):
+            model.train()
+            _check(
+                not torch.equal(model(*inputs), model(*inputs)),
+                "two train-mode forwards are identical; some dropout rate is above 0",
+            )
+
     with torch.device("meta"):  # count the full-size model without allocating it
-        full = CNN(Config())
+        full = build_model()
     full_params = sum(p.numel() for p in full.parameters())
+    audit = f"dropout-advisor audit {Path(__file__).name}:build_model"
     result: dict[str, object] = {
         "device": str(dev),
         "params": sum(p.numel() for p in model.parameters()),
@@ -296,6 +353,7 @@ def smoke_test(
         "step_ms": 1000 * seconds / max(len(train_losses), 1),
         "start_loss": start_loss,
         "end_loss": end_loss,
+        "audit": f"{audit} {audit_options(Config())}",
     }
     if verbose:
         print(f"device: {dev}")
@@ -306,18 +364,23 @@ def smoke_test(
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
         print("smoke test passed")
+        print(f"audit its dropout: {result['audit']}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Smoke test on one synthetic batch.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps or xpu")
-    parser.add_argument("--steps", type=int, default=60, help="at most this many steps")
+    parser.add_argument(
+        "--steps", type=int, default=SMOKE_STEPS, help="at most this many steps"
+    )
     args = parser.parse_args()
     try:
-        smoke_test(args.device, args.steps)
+        pick_device(args.device)
     except ValueError as exc:  # an unavailable device
         parser.exit(2, f"error: {exc}\n")
+    try:
+        smoke_test(args.device, args.steps)
     except AssertionError as exc:
         parser.exit(1, f"smoke test failed: {exc}\n")
 

@@ -10,7 +10,8 @@ Answers used:
     rnn_task = "classifier"
     embeddings = false
 
-Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
+Dropout sites, in forward order (p is the drop probability; what an ID means:
+`dropout-advisor explain ID`):
 
     S1: nn.Dropout p=0.2 on the RNN's input, on the input features [DRP002]
     S2: nn.Dropout p=0.5 between stacked recurrent layers [DRP012]
@@ -18,10 +19,14 @@ Dropout sites, in forward order (p is the drop probability; IDs: `dropout-adviso
 
 Notes from the plan:
 
-    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
+    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
+      nuisance hyperparameter; expect to need more training steps after adding dropout.
+      (DRP401)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
-(`--device auto|cpu|cuda|mps|xpu`, `--steps N`).
+(`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
+
+    dropout-advisor audit model.py:build_model --input-shape 8,35,32
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +44,10 @@ from torch import nn
 
 @dataclass
 class Config:
-    """Every knob of the model. Sizes come from your answers; set the data sizes to your data."""
+    """Every knob of the model.
+
+    Sizes come from your answers; set the data sizes to your data.
+    """
 
     in_features: int = 32  # features per time step
     num_classes: int = 2
@@ -67,8 +76,8 @@ class LSTMClassifier(nn.Module):
         self.cfg = cfg
         # S1 (DRP002): p=0.2, Config.input_dropout
         self.input_dropout = nn.Dropout(cfg.input_dropout)
-        # S2 (DRP012): p=0.5, Config.hidden_dropout: between the stacked layers,
-        # applied by nn.LSTM itself (dropout= acts only when layers >= 2).
+        # S2 (DRP012): p=0.5, Config.hidden_dropout: between the stacked layers, applied
+        # by nn.LSTM itself (dropout= acts only when layers >= 2).
         self.rnn = nn.LSTM(
             cfg.in_features,
             cfg.hidden,
@@ -87,7 +96,7 @@ class LSTMClassifier(nn.Module):
         x, _ = self.rnn(x)  # (B, T, d_in) -> (B, T, hidden * directions)
         x = self.output_dropout(x)
         if self.cfg.bidirectional:
-            # The forward direction ends at the last step, the backward one at the first.
+            # The forward direction ends at the last step, the backward at the first.
             h = self.cfg.hidden
             last = torch.cat([x[:, -1, :h], x[:, 0, h:]], dim=-1)  # (B, 2 * hidden)
         else:
@@ -95,24 +104,40 @@ class LSTMClassifier(nn.Module):
         return self.classifier(last)  # (B, num_classes)
 
 
+def build_model(cfg: Config | None = None) -> LSTMClassifier:
+    """LSTMClassifier(cfg), by default LSTMClassifier(Config()).
+
+    The no-argument factory that `dropout-advisor audit FILE:build_model` calls; the
+    header shows the whole command, and the smoke test prints it.
+    """
+    return LSTMClassifier(Config() if cfg is None else cfg)
+
+
+def audit_options(cfg: Config) -> str:
+    """`dropout-advisor audit` options that describe an example input for `cfg`."""
+    return f"--input-shape 8,35,{cfg.in_features}"
+
+
 # ---- what the smoke test trains on ----
 
+SMOKE_STEPS = 300  # at most; the test stops once the loss has halved
 SMOKE_LR = 1e-2
 
 
 def smoke_config() -> Config:
-    """Config with small sizes (same layers and dropout rates): trains in seconds on a CPU."""
+    """Config with small sizes, same layers and dropout rates: trains in seconds."""
     return replace(Config(), in_features=8, hidden=32, num_classes=4)
 
 
 def make_batch(
     cfg: Config, device: torch.device
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """One synthetic batch of feature sequences; a linear rule on the last step labels them."""
+    """One synthetic batch of sequences labelled by their last step's pattern."""
     g = torch.Generator().manual_seed(0)
+    patterns = torch.randn(cfg.num_classes, cfg.in_features, generator=g)
+    y = torch.randint(cfg.num_classes, (32,), generator=g)  # (B,)
     x = torch.randn(32, 12, cfg.in_features, generator=g)  # (B, T, in_features)
-    teacher = torch.randn(cfg.in_features, cfg.num_classes, generator=g)
-    y = (x[:, -1] @ teacher).argmax(-1)  # (B,)
+    x[:, -1] = patterns[y] + 0.5 * x[:, -1]  # the last step carries the label
     return (x.to(device),), y.to(device)
 
 
@@ -194,18 +219,20 @@ def _check(ok: bool, message: str) -> None:
 
 
 def smoke_test(
-    device: str = "auto", steps: int = 60, seed: int = 0, verbose: bool = True
+    device: str = "auto", steps: int | None = None, seed: int = 0, verbose: bool = True
 ) -> dict[str, object]:
     """Train a small copy of the model on one synthetic batch and check its dropout.
 
-    Checks: finite losses; the eval-mode loss on the batch at least halves; two eval-mode
-    forwards are identical; two train-mode forwards differ when any dropout rate is above 0.
-    Raises AssertionError naming the first failed check; returns the measurements.
+    Checks: finite losses; the eval-mode loss on the batch at least halves within
+    `steps` training steps (default SMOKE_STEPS); two eval-mode forwards are identical;
+    two train-mode forwards differ when any dropout rate is above 0. Raises
+    AssertionError naming the first failed check; returns the measurements.
     """
+    steps = SMOKE_STEPS if steps is None else steps
     dev = pick_device(device)
     torch.manual_seed(seed)
     cfg = smoke_config()
-    model = LSTMClassifier(cfg).to(dev)
+    model = build_model(cfg).to(dev)
     inputs, target = make_batch(cfg, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=SMOKE_LR)
     rates = dropout_rates(model)
@@ -217,19 +244,6 @@ def smoke_test(
 
     start_loss = eval_loss()
     _check(math.isfinite(start_loss), f"the initial loss is {start_loss}")
-    with torch.no_grad():
-        model.eval()
-        _check(
-            torch.equal(model(*inputs), model(*inputs)),
-            "two eval-mode forwards differ: something random still runs in eval mode",
-        )
-        if any(p > 0 for p in rates):
-            model.train()
-            _check(
-                not torch.equal(model(*inputs), model(*inputs)),
-                "two train-mode forwards are identical although a dropout rate is above 0",
-            )
-
     train_losses: list[float] = []
     end_loss = start_loss
     seconds = 0.0
@@ -250,15 +264,31 @@ def smoke_test(
             _check(math.isfinite(end_loss), f"step {step}: the eval loss is {end_loss}")
             if end_loss <= start_loss / 2:
                 break
+    went = f"the eval loss went from {start_loss:.4f} to {end_loss:.4f}"
     _check(
         end_loss <= start_loss / 2,
-        f"the eval loss went from {start_loss:.4f} to {end_loss:.4f} in {len(train_losses)} "
-        "steps; it must at least halve",
+        f"{went} in {len(train_losses)} steps; it must at least halve",
     )
 
+    # Dropout's own checks, on the trained weights (a zero-initialised ReZero gain would
+    # hide a branch's dropout before training).
+    with torch.no_grad():
+        model.eval()
+        _check(
+            torch.equal(model(*inputs), model(*inputs)),
+            "two eval-mode forwards differ: something random still runs in eval mode",
+        )
+        if any(p > 0 for p in rates):
+            model.train()
+            _check(
+                not torch.equal(model(*inputs), model(*inputs)),
+                "two train-mode forwards are identical; some dropout rate is above 0",
+            )
+
     with torch.device("meta"):  # count the full-size model without allocating it
-        full = LSTMClassifier(Config())
+        full = build_model()
     full_params = sum(p.numel() for p in full.parameters())
+    audit = f"dropout-advisor audit {Path(__file__).name}:build_model"
     result: dict[str, object] = {
         "device": str(dev),
         "params": sum(p.numel() for p in model.parameters()),
@@ -268,6 +298,7 @@ def smoke_test(
         "step_ms": 1000 * seconds / max(len(train_losses), 1),
         "start_loss": start_loss,
         "end_loss": end_loss,
+        "audit": f"{audit} {audit_options(Config())}",
     }
     if verbose:
         print(f"device: {dev}")
@@ -278,18 +309,23 @@ def smoke_test(
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
         print("smoke test passed")
+        print(f"audit its dropout: {result['audit']}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Smoke test on one synthetic batch.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps or xpu")
-    parser.add_argument("--steps", type=int, default=60, help="at most this many steps")
+    parser.add_argument(
+        "--steps", type=int, default=SMOKE_STEPS, help="at most this many steps"
+    )
     args = parser.parse_args()
     try:
-        smoke_test(args.device, args.steps)
+        pick_device(args.device)
     except ValueError as exc:  # an unavailable device
         parser.exit(2, f"error: {exc}\n")
+    try:
+        smoke_test(args.device, args.steps)
     except AssertionError as exc:
         parser.exit(1, f"smoke test failed: {exc}\n")
 

@@ -9,17 +9,25 @@ Answers used:
     arch = "resnet"
     layers = 54
 
-Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
+Dropout sites, in forward order (p is the drop probability; what an ID means:
+`dropout-advisor explain ID`):
 
-    S1-S54: DropPath p=0.002..0.1 on each residual branch before it joins the shortcut (stochastic depth) [DRP010]
+    S1-S54: DropPath p=0.002..0.1 on each residual branch before it joins the shortcut
+        (stochastic depth) [DRP010]
 
 Notes from the plan:
 
-    - He et al.'s ResNets use no dropout inside the conv blocks; if the head overfits, one dropout after global pooling, before the classifier (DRP007). Drop-path on whole branches is separate (DRP010). (DRP008)
-    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
+    - He et al.'s ResNets use no dropout inside the conv blocks; if the head overfits,
+      one dropout after global pooling, before the classifier (DRP007). Drop-path on
+      whole branches is separate (DRP010). (DRP008)
+    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
+      nuisance hyperparameter; expect to need more training steps after adding dropout.
+      (DRP401)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
-(`--device auto|cpu|cuda|mps|xpu`, `--steps N`).
+(`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
+
+    dropout-advisor audit model.py:build_model --input-shape 8,3,32,32
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +45,10 @@ from torch import nn
 
 @dataclass
 class Config:
-    """Every knob of the model. Sizes come from your answers; set the data sizes to your data."""
+    """Every knob of the model.
+
+    Sizes come from your answers; set the data sizes to your data.
+    """
 
     in_channels: int = 3
     image_size: int = 32  # height = width of the input images
@@ -119,10 +131,10 @@ class Config:
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop a whole residual branch per sample, keep the identity path.
+    """Stochastic depth: drop a whole residual branch per sample, keep the identity.
 
-    Huang et al. 2016; the same as torchvision.ops.StochasticDepth(p, mode="row"), in plain
-    torch. Eval mode returns the branch unchanged (DRP302).
+    Huang et al. 2016; the same as torchvision.ops.StochasticDepth(p, mode="row"), in
+    plain torch. Eval mode returns the branch unchanged (DRP302).
     """
 
     def __init__(self, p: float) -> None:
@@ -142,7 +154,10 @@ class DropPath(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """conv 3x3 -> BN -> act -> conv 3x3 -> BN -> drop-path, + shortcut -> act (He et al. 2016)."""
+    """Basic residual block (He et al. 2016).
+
+    conv 3x3 -> BN -> act -> conv 3x3 -> BN -> drop-path, + shortcut -> act.
+    """
 
     def __init__(self, cfg: Config, i: int) -> None:
         super().__init__()
@@ -201,22 +216,43 @@ class ResNet(nn.Module):
         return self.classifier(x)  # (B, num_classes)
 
 
+def build_model(cfg: Config | None = None) -> ResNet:
+    """ResNet(cfg), by default ResNet(Config()).
+
+    The no-argument factory that `dropout-advisor audit FILE:build_model` calls; the
+    header shows the whole command, and the smoke test prints it.
+    """
+    return ResNet(Config() if cfg is None else cfg)
+
+
+def audit_options(cfg: Config) -> str:
+    """`dropout-advisor audit` options that describe an example input for `cfg`."""
+    return f"--input-shape 8,{cfg.in_channels},{cfg.image_size},{cfg.image_size}"
+
+
 # ---- what the smoke test trains on ----
 
+SMOKE_STEPS = 300  # at most; the test stops once the loss has halved
 SMOKE_LR = 1e-2
 
 
 def smoke_config() -> Config:
-    """Config with small sizes (same blocks and dropout rates): trains in seconds on a CPU."""
+    """Config with small sizes, same blocks and dropout rates: trains in seconds."""
     return replace(Config(), image_size=16, width=8, num_classes=4)
 
 
 def make_batch(
     cfg: Config, device: torch.device
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """One synthetic batch: each image is its class's colour plus noise."""
+    """One synthetic batch: each image is its class's colour plus noise.
+
+    Class c's colour is +1 or -1 per channel, from the bits of c: with 4 classes and
+    3 channels every two colours differ by at least 2 in some channel.
+    """
     g = torch.Generator().manual_seed(0)
-    colours = 2 * torch.randn(cfg.num_classes, cfg.in_channels, 1, 1, generator=g)
+    classes = torch.arange(cfg.num_classes)[:, None]  # (classes, 1)
+    bits = (classes >> torch.arange(cfg.in_channels)) & 1  # (classes, C)
+    colours = (2.0 * bits - 1.0)[:, :, None, None]  # (classes, C, 1, 1)
     y = torch.randint(cfg.num_classes, (32,), generator=g)  # (B,)
     shape = (32, cfg.in_channels, cfg.image_size, cfg.image_size)
     x = colours[y] + 0.5 * torch.randn(shape, generator=g)  # (B, C, H, W)
@@ -290,6 +326,27 @@ def _sync(device: torch.device) -> None:
         torch.xpu.synchronize(device)
 
 
+def estimate_batchnorm(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Set every BatchNorm's statistics to those of `inputs`, computed with dropout off.
+
+    Running averages lag behind weights that move fast, and averages taken with dropout
+    on hold a variance that eval mode never sees (Hendrycks & Gimpel 2016, "Adjusting
+    for Dropout Variance in Batch Normalization and Weight Initialization"). The smoke
+    test measures its eval-mode loss after this, so the loss reflects the weights.
+    """
+    norm_types = (nn.BatchNorm1d, nn.BatchNorm2d)
+    norms = [m for m in model.modules() if isinstance(m, norm_types)]
+    model.eval()  # dropout off
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the pass below
+        norm.train()
+    with torch.no_grad():
+        model(*inputs)
+    for norm in norms:
+        norm.momentum = 0.1
+
+
 # ---- smoke test: `python model.py` ----
 
 
@@ -299,54 +356,32 @@ def _check(ok: bool, message: str) -> None:
 
 
 def smoke_test(
-    device: str = "auto", steps: int = 60, seed: int = 0, verbose: bool = True
+    device: str = "auto", steps: int | None = None, seed: int = 0, verbose: bool = True
 ) -> dict[str, object]:
     """Train a small copy of the model on one synthetic batch and check its dropout.
 
-    Checks: finite losses; the eval-mode loss on the batch at least halves; two eval-mode
-    forwards are identical; two train-mode forwards differ when any dropout rate is above 0.
-    Raises AssertionError naming the first failed check; returns the measurements.
+    Checks: finite losses; the eval-mode loss on the batch at least halves within
+    `steps` training steps (default SMOKE_STEPS); two eval-mode forwards are identical;
+    two train-mode forwards differ when any dropout rate is above 0. Raises
+    AssertionError naming the first failed check; returns the measurements.
     """
+    steps = SMOKE_STEPS if steps is None else steps
     dev = pick_device(device)
     torch.manual_seed(seed)
     cfg = smoke_config()
-    model = ResNet(cfg).to(dev)
+    model = build_model(cfg).to(dev)
     inputs, target = make_batch(cfg, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=SMOKE_LR)
     rates = dropout_rates(model)
 
     def eval_loss() -> float:
+        estimate_batchnorm(model, inputs)
         model.eval()
         with torch.no_grad():
             return loss_fn(model(*inputs), target).item()
 
-    # Fresh BatchNorm layers hold placeholder statistics (mean 0, variance 1): estimate them
-    # on the batch first, so the eval-mode loss means something from step 0.
-    norm_types = (nn.BatchNorm1d, nn.BatchNorm2d)
-    norms = [m for m in model.modules() if isinstance(m, norm_types)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a plain average over the calibration pass
-    model.train()
-    with torch.no_grad():
-        model(*inputs)
-    for norm in norms:
-        norm.momentum = 0.1
     start_loss = eval_loss()
     _check(math.isfinite(start_loss), f"the initial loss is {start_loss}")
-    with torch.no_grad():
-        model.eval()
-        _check(
-            torch.equal(model(*inputs), model(*inputs)),
-            "two eval-mode forwards differ: something random still runs in eval mode",
-        )
-        if any(p > 0 for p in rates):
-            model.train()
-            _check(
-                not torch.equal(model(*inputs), model(*inputs)),
-                "two train-mode forwards are identical although a dropout rate is above 0",
-            )
-
     train_losses: list[float] = []
     end_loss = start_loss
     seconds = 0.0
@@ -367,15 +402,31 @@ def smoke_test(
             _check(math.isfinite(end_loss), f"step {step}: the eval loss is {end_loss}")
             if end_loss <= start_loss / 2:
                 break
+    went = f"the eval loss went from {start_loss:.4f} to {end_loss:.4f}"
     _check(
         end_loss <= start_loss / 2,
-        f"the eval loss went from {start_loss:.4f} to {end_loss:.4f} in {len(train_losses)} "
-        "steps; it must at least halve",
+        f"{went} in {len(train_losses)} steps; it must at least halve",
     )
 
+    # Dropout's own checks, on the trained weights (a zero-initialised ReZero gain would
+    # hide a branch's dropout before training).
+    with torch.no_grad():
+        model.eval()
+        _check(
+            torch.equal(model(*inputs), model(*inputs)),
+            "two eval-mode forwards differ: something random still runs in eval mode",
+        )
+        if any(p > 0 for p in rates):
+            model.train()
+            _check(
+                not torch.equal(model(*inputs), model(*inputs)),
+                "two train-mode forwards are identical; some dropout rate is above 0",
+            )
+
     with torch.device("meta"):  # count the full-size model without allocating it
-        full = ResNet(Config())
+        full = build_model()
     full_params = sum(p.numel() for p in full.parameters())
+    audit = f"dropout-advisor audit {Path(__file__).name}:build_model"
     result: dict[str, object] = {
         "device": str(dev),
         "params": sum(p.numel() for p in model.parameters()),
@@ -385,6 +436,7 @@ def smoke_test(
         "step_ms": 1000 * seconds / max(len(train_losses), 1),
         "start_loss": start_loss,
         "end_loss": end_loss,
+        "audit": f"{audit} {audit_options(Config())}",
     }
     if verbose:
         print(f"device: {dev}")
@@ -395,18 +447,23 @@ def smoke_test(
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
         print("smoke test passed")
+        print(f"audit its dropout: {result['audit']}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Smoke test on one synthetic batch.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps or xpu")
-    parser.add_argument("--steps", type=int, default=60, help="at most this many steps")
+    parser.add_argument(
+        "--steps", type=int, default=SMOKE_STEPS, help="at most this many steps"
+    )
     args = parser.parse_args()
     try:
-        smoke_test(args.device, args.steps)
+        pick_device(args.device)
     except ValueError as exc:  # an unavailable device
         parser.exit(2, f"error: {exc}\n")
+    try:
+        smoke_test(args.device, args.steps)
     except AssertionError as exc:
         parser.exit(1, f"smoke test failed: {exc}\n")
 

@@ -10,17 +10,24 @@ Answers used:
     layers = 3
     activation = "selu"
 
-Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
+Dropout sites, in forward order (p is the drop probability; what an ID means:
+`dropout-advisor explain ID`):
 
-    S1, S2, S3: nn.AlphaDropout p=0.05 after each hidden layer's activation, before the next linear layer [DRP025]
+    S1, S2, S3: nn.AlphaDropout p=0.05 after each hidden layer's activation, before the
+        next linear layer [DRP025]
 
 Notes from the plan:
 
-    - With dropout, Srivastava et al. pair max-norm (c = 3-4), a 10-100x larger learning rate and momentum 0.95-0.99; a lower retain rate needs wider layers. (DRP103)
-    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
+    - With dropout, Srivastava et al. pair max-norm (c = 3-4), a 10-100x larger learning
+      rate and momentum 0.95-0.99; a lower retain rate needs wider layers. (DRP103)
+    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
+      nuisance hyperparameter; expect to need more training steps after adding dropout.
+      (DRP401)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
-(`--device auto|cpu|cuda|mps|xpu`, `--steps N`).
+(`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
+
+    dropout-advisor audit model.py:build_model --input-shape 8,32
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +45,9 @@ from torch import nn
 
 @dataclass
 class Config:
-    """Every knob of the model. Sizes come from your answers; set the data sizes to your data.
+    """Every knob of the model.
+
+    Sizes come from your answers; set the data sizes to your data.
 
     A self-normalizing network (Klambauer et al. 2017) needs three things together: SELU
     activations, LeCun-normal initialisation and standardized inputs (zero mean, unit
@@ -49,7 +59,8 @@ class Config:
     num_classes: int = 10
     width: int = 512  # hidden units per layer
     layers: int = 3  # hidden layers
-    # After each hidden layer's activation, before the next linear layer: nn.AlphaDropout.
+    # After each hidden layer's activation, before the next linear layer:
+    # nn.AlphaDropout.
     # S1, S2, S3 p=0.05 (DRP025)
     hidden_dropout: float = 0.05
 
@@ -65,8 +76,9 @@ class SeluLayer(nn.Module):
         self.dropout = nn.AlphaDropout(cfg.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.fc(x))  # (B, d_in) -> (B, width)
-        return self.dropout(x)
+        out = self.act(self.fc(x))  # (B, d_in) -> (B, width)
+        out = self.dropout(out)
+        return out
 
 
 class SNN(nn.Module):
@@ -95,20 +107,35 @@ class SNN(nn.Module):
         return self.head(x)  # (B, width) -> (B, num_classes)
 
 
+def build_model(cfg: Config | None = None) -> SNN:
+    """SNN(cfg), by default SNN(Config()).
+
+    The no-argument factory that `dropout-advisor audit FILE:build_model` calls; the
+    header shows the whole command, and the smoke test prints it.
+    """
+    return SNN(Config() if cfg is None else cfg)
+
+
+def audit_options(cfg: Config) -> str:
+    """`dropout-advisor audit` options that describe an example input for `cfg`."""
+    return f"--input-shape 8,{cfg.in_features}"
+
+
 # ---- what the smoke test trains on ----
 
+SMOKE_STEPS = 300  # at most; the test stops once the loss has halved
 SMOKE_LR = 3e-3
 
 
 def smoke_config() -> Config:
-    """Config with small sizes (same layers and dropout rates): trains in seconds on a CPU."""
-    return replace(Config(), in_features=16, width=32, num_classes=4)
+    """Config with small sizes, same layers and dropout rates: trains in seconds."""
+    return replace(Config(), in_features=16, width=128, num_classes=4)
 
 
 def make_batch(
     cfg: Config, device: torch.device
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """One synthetic batch of standardized features; a linear rule decides the labels."""
+    """One synthetic batch of standardized features; a linear rule decides labels."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, cfg.in_features, generator=g)  # (B, in_features), N(0, 1)
     teacher = torch.randn(cfg.in_features, cfg.num_classes, generator=g)
@@ -191,18 +218,20 @@ def _check(ok: bool, message: str) -> None:
 
 
 def smoke_test(
-    device: str = "auto", steps: int = 60, seed: int = 0, verbose: bool = True
+    device: str = "auto", steps: int | None = None, seed: int = 0, verbose: bool = True
 ) -> dict[str, object]:
     """Train a small copy of the model on one synthetic batch and check its dropout.
 
-    Checks: finite losses; the eval-mode loss on the batch at least halves; two eval-mode
-    forwards are identical; two train-mode forwards differ when any dropout rate is above 0.
-    Raises AssertionError naming the first failed check; returns the measurements.
+    Checks: finite losses; the eval-mode loss on the batch at least halves within
+    `steps` training steps (default SMOKE_STEPS); two eval-mode forwards are identical;
+    two train-mode forwards differ when any dropout rate is above 0. Raises
+    AssertionError naming the first failed check; returns the measurements.
     """
+    steps = SMOKE_STEPS if steps is None else steps
     dev = pick_device(device)
     torch.manual_seed(seed)
     cfg = smoke_config()
-    model = SNN(cfg).to(dev)
+    model = build_model(cfg).to(dev)
     inputs, target = make_batch(cfg, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=SMOKE_LR)
     rates = dropout_rates(model)
@@ -214,19 +243,6 @@ def smoke_test(
 
     start_loss = eval_loss()
     _check(math.isfinite(start_loss), f"the initial loss is {start_loss}")
-    with torch.no_grad():
-        model.eval()
-        _check(
-            torch.equal(model(*inputs), model(*inputs)),
-            "two eval-mode forwards differ: something random still runs in eval mode",
-        )
-        if any(p > 0 for p in rates):
-            model.train()
-            _check(
-                not torch.equal(model(*inputs), model(*inputs)),
-                "two train-mode forwards are identical although a dropout rate is above 0",
-            )
-
     train_losses: list[float] = []
     end_loss = start_loss
     seconds = 0.0
@@ -247,15 +263,31 @@ def smoke_test(
             _check(math.isfinite(end_loss), f"step {step}: the eval loss is {end_loss}")
             if end_loss <= start_loss / 2:
                 break
+    went = f"the eval loss went from {start_loss:.4f} to {end_loss:.4f}"
     _check(
         end_loss <= start_loss / 2,
-        f"the eval loss went from {start_loss:.4f} to {end_loss:.4f} in {len(train_losses)} "
-        "steps; it must at least halve",
+        f"{went} in {len(train_losses)} steps; it must at least halve",
     )
 
+    # Dropout's own checks, on the trained weights (a zero-initialised ReZero gain would
+    # hide a branch's dropout before training).
+    with torch.no_grad():
+        model.eval()
+        _check(
+            torch.equal(model(*inputs), model(*inputs)),
+            "two eval-mode forwards differ: something random still runs in eval mode",
+        )
+        if any(p > 0 for p in rates):
+            model.train()
+            _check(
+                not torch.equal(model(*inputs), model(*inputs)),
+                "two train-mode forwards are identical; some dropout rate is above 0",
+            )
+
     with torch.device("meta"):  # count the full-size model without allocating it
-        full = SNN(Config())
+        full = build_model()
     full_params = sum(p.numel() for p in full.parameters())
+    audit = f"dropout-advisor audit {Path(__file__).name}:build_model"
     result: dict[str, object] = {
         "device": str(dev),
         "params": sum(p.numel() for p in model.parameters()),
@@ -265,6 +297,7 @@ def smoke_test(
         "step_ms": 1000 * seconds / max(len(train_losses), 1),
         "start_loss": start_loss,
         "end_loss": end_loss,
+        "audit": f"{audit} {audit_options(Config())}",
     }
     if verbose:
         print(f"device: {dev}")
@@ -275,18 +308,23 @@ def smoke_test(
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
         print("smoke test passed")
+        print(f"audit its dropout: {result['audit']}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Smoke test on one synthetic batch.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps or xpu")
-    parser.add_argument("--steps", type=int, default=60, help="at most this many steps")
+    parser.add_argument(
+        "--steps", type=int, default=SMOKE_STEPS, help="at most this many steps"
+    )
     args = parser.parse_args()
     try:
-        smoke_test(args.device, args.steps)
+        pick_device(args.device)
     except ValueError as exc:  # an unavailable device
         parser.exit(2, f"error: {exc}\n")
+    try:
+        smoke_test(args.device, args.steps)
     except AssertionError as exc:
         parser.exit(1, f"smoke test failed: {exc}\n")
 

@@ -9,20 +9,27 @@ Answers used:
     arch = "transformer"
     layers = 2
 
-Dropout sites, in forward order (p is the drop probability; IDs: `dropout-advisor explain ID`):
+Dropout sites, in forward order (p is the drop probability; what an ID means:
+`dropout-advisor explain ID`):
 
     S1: nn.Dropout p=0.1 on the sum of token and position embeddings [DRP016]
-    S2, S6: F.scaled_dot_product_attention(dropout_p=) p=0.1 on the attention probabilities [DRP018]
+    S2, S6: F.scaled_dot_product_attention(dropout_p=) p=0.1 on the attention
+        probabilities [DRP018]
     S3, S7: nn.Dropout p=0.1 on the attention output, before the residual add [DRP017]
     S4, S8: nn.Dropout p=0.1 on the feed-forward hidden activation [DRP019]
-    S5, S9: nn.Dropout p=0.1 on the feed-forward output, before the residual add [DRP017]
+    S5, S9: nn.Dropout p=0.1 on the feed-forward output, before the residual add
+        [DRP017]
 
 Notes from the plan:
 
-    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a nuisance hyperparameter; expect to need more training steps after adding dropout. (DRP401)
+    - Treat 'dropout vs no dropout' as a scientific hyperparameter and the rate as a
+      nuisance hyperparameter; expect to need more training steps after adding dropout.
+      (DRP401)
 
 `python model.py` runs the smoke test: a few training steps on one synthetic batch
-(`--device auto|cpu|cuda|mps|xpu`, `--steps N`).
+(`--device auto|cpu|cuda|mps|xpu`, `--steps N`). Audit the model's dropout with:
+
+    dropout-advisor audit model.py:build_model --input-shape 2,128 --input-dtype long
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +47,10 @@ from torch import nn
 
 @dataclass
 class Config:
-    """Every knob of the model. Sizes come from your answers; set the data sizes to your data."""
+    """Every knob of the model.
+
+    Sizes come from your answers; set the data sizes to your data.
+    """
 
     vocab_size: int = 32000
     block_size: int = 512  # the longest sequence: one learned position embedding each
@@ -77,8 +88,8 @@ class SelfAttention(nn.Module):
         self.heads = cfg.heads
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.width)
-        # S2, S6 (DRP018): p=0.1, Config.attn_dropout: on the attention
-        # probabilities, applied inside the kernel and only in training mode.
+        # S2, S6 (DRP018): p=0.1, Config.attn_dropout: on the attention probabilities,
+        # applied inside the kernel and only in training mode.
         self.attn_p = cfg.attn_dropout
         # S3, S7 (DRP017): p=0.1, Config.attn_resid_dropout
         self.resid_dropout = nn.Dropout(cfg.attn_resid_dropout)
@@ -166,13 +177,28 @@ class TransformerClassifier(nn.Module):
         return self.classifier(x)  # (B, C) -> (B, num_classes)
 
 
+def build_model(cfg: Config | None = None) -> TransformerClassifier:
+    """TransformerClassifier(cfg), by default TransformerClassifier(Config()).
+
+    The no-argument factory that `dropout-advisor audit FILE:build_model` calls; the
+    header shows the whole command, and the smoke test prints it.
+    """
+    return TransformerClassifier(Config() if cfg is None else cfg)
+
+
+def audit_options(cfg: Config) -> str:
+    """`dropout-advisor audit` options that describe an example input for `cfg`."""
+    return f"--input-shape 2,{min(cfg.block_size, 128)} --input-dtype long"
+
+
 # ---- what the smoke test trains on ----
 
+SMOKE_STEPS = 300  # at most; the test stops once the loss has halved
 SMOKE_LR = 3e-3
 
 
 def smoke_config() -> Config:
-    """Config with small sizes (same blocks and dropout rates): trains in seconds on a CPU."""
+    """Config with small sizes, same blocks and dropout rates: trains in seconds."""
     small = {"vocab_size": 50, "block_size": 16, "num_classes": 4}
     return replace(Config(), width=32, heads=2, **small)
 
@@ -180,7 +206,7 @@ def smoke_config() -> Config:
 def make_batch(
     cfg: Config, device: torch.device
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """One synthetic batch of token sequences; a bag-of-words rule decides the labels."""
+    """One synthetic batch of token sequences; a bag-of-words rule decides labels."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(cfg.vocab_size, (32, cfg.block_size), generator=g)  # (B, T)
     votes = torch.randn(cfg.vocab_size, cfg.num_classes, generator=g)  # token -> class
@@ -263,18 +289,20 @@ def _check(ok: bool, message: str) -> None:
 
 
 def smoke_test(
-    device: str = "auto", steps: int = 60, seed: int = 0, verbose: bool = True
+    device: str = "auto", steps: int | None = None, seed: int = 0, verbose: bool = True
 ) -> dict[str, object]:
     """Train a small copy of the model on one synthetic batch and check its dropout.
 
-    Checks: finite losses; the eval-mode loss on the batch at least halves; two eval-mode
-    forwards are identical; two train-mode forwards differ when any dropout rate is above 0.
-    Raises AssertionError naming the first failed check; returns the measurements.
+    Checks: finite losses; the eval-mode loss on the batch at least halves within
+    `steps` training steps (default SMOKE_STEPS); two eval-mode forwards are identical;
+    two train-mode forwards differ when any dropout rate is above 0. Raises
+    AssertionError naming the first failed check; returns the measurements.
     """
+    steps = SMOKE_STEPS if steps is None else steps
     dev = pick_device(device)
     torch.manual_seed(seed)
     cfg = smoke_config()
-    model = TransformerClassifier(cfg).to(dev)
+    model = build_model(cfg).to(dev)
     inputs, target = make_batch(cfg, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=SMOKE_LR)
     rates = dropout_rates(model)
@@ -286,19 +314,6 @@ def smoke_test(
 
     start_loss = eval_loss()
     _check(math.isfinite(start_loss), f"the initial loss is {start_loss}")
-    with torch.no_grad():
-        model.eval()
-        _check(
-            torch.equal(model(*inputs), model(*inputs)),
-            "two eval-mode forwards differ: something random still runs in eval mode",
-        )
-        if any(p > 0 for p in rates):
-            model.train()
-            _check(
-                not torch.equal(model(*inputs), model(*inputs)),
-                "two train-mode forwards are identical although a dropout rate is above 0",
-            )
-
     train_losses: list[float] = []
     end_loss = start_loss
     seconds = 0.0
@@ -319,15 +334,31 @@ def smoke_test(
             _check(math.isfinite(end_loss), f"step {step}: the eval loss is {end_loss}")
             if end_loss <= start_loss / 2:
                 break
+    went = f"the eval loss went from {start_loss:.4f} to {end_loss:.4f}"
     _check(
         end_loss <= start_loss / 2,
-        f"the eval loss went from {start_loss:.4f} to {end_loss:.4f} in {len(train_losses)} "
-        "steps; it must at least halve",
+        f"{went} in {len(train_losses)} steps; it must at least halve",
     )
 
+    # Dropout's own checks, on the trained weights (a zero-initialised ReZero gain would
+    # hide a branch's dropout before training).
+    with torch.no_grad():
+        model.eval()
+        _check(
+            torch.equal(model(*inputs), model(*inputs)),
+            "two eval-mode forwards differ: something random still runs in eval mode",
+        )
+        if any(p > 0 for p in rates):
+            model.train()
+            _check(
+                not torch.equal(model(*inputs), model(*inputs)),
+                "two train-mode forwards are identical; some dropout rate is above 0",
+            )
+
     with torch.device("meta"):  # count the full-size model without allocating it
-        full = TransformerClassifier(Config())
+        full = build_model()
     full_params = sum(p.numel() for p in full.parameters())
+    audit = f"dropout-advisor audit {Path(__file__).name}:build_model"
     result: dict[str, object] = {
         "device": str(dev),
         "params": sum(p.numel() for p in model.parameters()),
@@ -337,6 +368,7 @@ def smoke_test(
         "step_ms": 1000 * seconds / max(len(train_losses), 1),
         "start_loss": start_loss,
         "end_loss": end_loss,
+        "audit": f"{audit} {audit_options(Config())}",
     }
     if verbose:
         print(f"device: {dev}")
@@ -347,18 +379,23 @@ def smoke_test(
         print(f"steps: {len(train_losses)}, {result['step_ms']:.2f} ms per step")
         print(f"eval loss on the batch: {start_loss:.4f} -> {end_loss:.4f} (halved)")
         print("smoke test passed")
+        print(f"audit its dropout: {result['audit']}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Smoke test on one synthetic batch.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps or xpu")
-    parser.add_argument("--steps", type=int, default=60, help="at most this many steps")
+    parser.add_argument(
+        "--steps", type=int, default=SMOKE_STEPS, help="at most this many steps"
+    )
     args = parser.parse_args()
     try:
-        smoke_test(args.device, args.steps)
+        pick_device(args.device)
     except ValueError as exc:  # an unavailable device
         parser.exit(2, f"error: {exc}\n")
+    try:
+        smoke_test(args.device, args.steps)
     except AssertionError as exc:
         parser.exit(1, f"smoke test failed: {exc}\n")
 
