@@ -25,11 +25,15 @@ DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 OPTIONAL_MEASUREMENTS = {"audit"}
 
 
+SMOKE_SCHEMA_VERSION = 1  # of SmokeResult as `smoke --format json` prints it
+
+
 class SmokeResult(BaseModel):
     """What one smoke run measured; ``ok`` is False when a check failed or the model raised."""
 
     model_config = ConfigDict(frozen=True)
 
+    schema_version: int = SMOKE_SCHEMA_VERSION
     file: str
     device: str
     ok: bool

@@ -211,6 +211,7 @@ def test_smoke_json(runner, model_file):
     result = runner.invoke(app, ["smoke", str(model_file), "--device", "cpu", "--format", "json"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
+    assert data["schema_version"] == 1  # as every data command's JSON
     assert (
         data["ok"] is True and data["device"] == "cpu" and data["dropout_sites"] == 2
     )  # tabular: input 0.2 (DRP002) and hidden
