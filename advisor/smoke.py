@@ -185,7 +185,7 @@ def run_smoke(path: Path, device: str = "auto", steps: int | None = None, seed: 
         return SmokeResult(
             file=str(path), device=resolved, ok=False, message="smoke_test() did not return its measurements"
         )
-    fields = set(SmokeResult.model_fields) - {"file", "device", "ok", "message"}
+    fields = set(SmokeResult.model_fields) - {"schema_version", "file", "device", "ok", "message"}
     missing = sorted(fields - OPTIONAL_MEASUREMENTS - set(measured))
     if missing:
         return SmokeResult(
