@@ -227,6 +227,16 @@ def load_plan(path: Path) -> Plan:
     from advisor.fileio import read_user_text
 
     text = read_user_text(path, "plan file", "JSON")
+    if not text.lstrip().startswith("{"):
+        answers = path.suffix.lower() == ".toml" or "=" in text.split("\n", 1)[0]
+        raise SpecError(
+            f"{path}: not a valid plan: a plan is the JSON that 'recommend --format json' writes",
+            hint=(
+                f"this looks like an answers file: pass it as --answers {path}"
+                if answers
+                else "write one with 'dropout-advisor recommend ... --format json > plan.json'"
+            ),
+        )
     try:
         return Plan.model_validate_json(text)
     except ValidationError as exc:

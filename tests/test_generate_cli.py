@@ -144,6 +144,16 @@ def test_bad_plan_json_names_the_file(runner, tmp_path):
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("name", ["answers.toml", "answers.txt"])
+def test_an_answers_file_given_as_a_plan_is_pointed_at_answers(runner, tmp_path, name):
+    answers = tmp_path / name
+    answers.write_text('arch = "mlp"\nlayers = 2\n', encoding="utf-8")
+    result = runner.invoke(app, ["generate", "--plan", str(answers), "-o", "-"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {answers}: not a valid plan: a plan is the JSON")
+    assert f"hint: this looks like an answers file: pass it as --answers {answers}" in result.stderr
+
+
 def test_plan_with_a_missing_field_names_the_field(runner, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"schema_version": 1, "spec": {"arch": "mlp"}}), encoding="utf-8")
