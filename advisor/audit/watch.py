@@ -419,9 +419,9 @@ class Watch:
                 if s.frozen_layer is None:
                     s.frozen_layer = in_frozen_layer(s)
                 if not s.frozen_layer:
-                    self._emit(OFF_IN_TRAINING, s, p, context or "in eval mode at the start of a training step")
+                    self._emit(OFF_IN_TRAINING, s, p, context or "at the start of a training step")
             elif expect == "eval" and s.module.training and ON_IN_EVALUATION not in s.done and not s.allow_on:
-                self._emit(ON_IN_EVALUATION, s, p, context or "in training mode during evaluation")
+                self._emit(ON_IN_EVALUATION, s, p, context or "during evaluation")
         return self._events[before:]
 
     def rescan(self) -> None:
@@ -683,7 +683,7 @@ class Watch:
             return
         for s, how in sorted(found, key=lambda x: x[0].path):
             if OFF_IN_TRAINING not in s.done:
-                self._emit(OFF_IN_TRAINING, s, s.p(), "backward into trainable parameters", how=how)
+                self._emit(OFF_IN_TRAINING, s, s.p(), "in a step whose backward trains parameters", how=how)
 
     # -- reporting --
 
@@ -705,20 +705,19 @@ class Watch:
 
 def _message(kind: str, s: Site, p: float, context: str, how: str) -> str:
     what = f"'{s.path}' ({s.module_class}, p={p:g}{'' if how == 'called' else ', ' + how})"
-    glob = s.path if s.path != ROOT else "<root>"
     if kind == ON_IN_EVALUATION:
         return (
-            f"dropout is on during evaluation: {what} ran in training mode {context}; torch.no_grad() and "
+            f"dropout is on during evaluation: {what} is in training mode {context}; torch.no_grad() and "
             "inference_mode() do not switch dropout off. Fix: call model.eval() before evaluating and "
             "model.train() afterwards (an EMA or teacher copy: call .eval() on it once). If this is on purpose "
-            f"(MC dropout), allow it: watch(..., allow=['{glob}']). See: dropout-advisor explain DRP320"
+            f"(MC dropout), allow it: allow=['{s.path}']. See: dropout-advisor explain DRP320"
         )
     return (
-        f"dropout is off during training: {what} was in eval mode in a step whose {context}. Fix: call "
-        "model.train() at the start of every training step (a validation call that ends in eval mode, or "
-        "from_pretrained(), which returns models in eval mode, leaves it off; Lightning >= 2.2 keeps each "
-        "submodule's mode). If this part is frozen on purpose, mark it with advisor.frozen(module) or "
-        f"allow it: watch(..., allow=['{glob}']). See: dropout-advisor explain DRP321"
+        f"dropout is off during training: {what} is in eval mode {context}. Fix: call model.train() at the "
+        "start of every training step (a validation call that ends in eval mode, or from_pretrained(), which "
+        "returns models in eval mode, leaves it off; Lightning >= 2.2 keeps each submodule's mode). If this "
+        f"part is frozen on purpose, mark it with advisor.frozen(module) or allow it: allow=['{s.path}']. "
+        "See: dropout-advisor explain DRP321"
     )
 
 
