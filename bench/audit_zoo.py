@@ -110,7 +110,6 @@ TORCHVISION = [
     _tv("mc3_18", (2, 3, 4, 64, 64), kind="video"),
     _tv("r2plus1d_18", (2, 3, 4, 64, 64), kind="video"),
     _tv("s3d", (2, 3, 16, 224, 224), kind="video"),
-    _tv("mvit_v2_s", (2, 3, 16, 224, 224), kind="video"),
 ]
 
 
@@ -190,8 +189,11 @@ TIMM = [
 ]
 
 
-def _hf(model_type: str, head: str = "seqcls", inputs: tuple[tuple[int, ...], str] = TEXT) -> Entry:
-    return Entry("transformers", model_type, (inputs,), (("head", head),))
+def _hf(model_type: str, head: str = "seqcls", inputs: tuple[tuple[int, ...], str] = TEXT, **config: float) -> Entry:
+    """A transformers model from its default config; ``config`` overrides (named in the entry) set rates
+    that default to 0 to the values published checkpoints use, so that their dropout paths run."""
+    name = model_type + ("(" + ", ".join(f"{k}={v}" for k, v in config.items()) + ")" if config else "")
+    return Entry("transformers", name, (inputs,), (("head", head), ("model_type", model_type), *config.items()))
 
 
 def _hf_img(model_type: str, head: str = "imgcls") -> Entry:
@@ -205,6 +207,8 @@ TRANSFORMERS = [
     _hf("roberta"),
     _hf("distilbert"),
     _hf("albert"),
+    # ALBERT v1 checkpoints (albert-base-v1) use 0.1 where the v2 default config has 0.0
+    _hf("albert", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
     _hf("electra"),
     _hf("deberta"),
     _hf("deberta-v2"),
@@ -238,6 +242,7 @@ TRANSFORMERS = [
     _hf("opt", "causal"),
     _hf("bloom", "causal"),
     _hf("falcon", "causal"),
+    _hf("falcon", "causal", attention_dropout=0.1, hidden_dropout=0.1),
     _hf("llama", "causal"),
     _hf("mistral", "causal"),
     _hf("mixtral", "causal"),
@@ -319,7 +324,9 @@ def known_for(lib: str, model: str, slug: str, module: str) -> Known | None:
 # ---- building (called by the auditor through the 'file.py:build_model' target) -----------------
 
 
-def build_model(lib: str, name: str, head: str = "", kind: str = "", image_size: int = 0) -> Any:
+def build_model(
+    lib: str, name: str, head: str = "", kind: str = "", image_size: int = 0, model_type: str = "", **config: Any
+) -> Any:
     """Build one zoo model without weights; the auditor calls this under ``torch.device(...)``."""
     if lib == "torchvision":
         import torchvision.models as tvm
@@ -341,38 +348,42 @@ def build_model(lib: str, name: str, head: str = "", kind: str = "", image_size:
     if lib == "transformers":
         import transformers
 
-        config = transformers.AutoConfig.for_model(name)
-        if image_size and hasattr(config, "image_size"):
-            config.image_size = image_size
+        cfg = transformers.AutoConfig.for_model(model_type or name)
+        for key, value in config.items():
+            setattr(cfg, key, value)
+        if image_size and hasattr(cfg, "image_size"):
+            cfg.image_size = image_size
         auto = {
             "seqcls": transformers.AutoModelForSequenceClassification,
             "causal": transformers.AutoModelForCausalLM,
             "imgcls": transformers.AutoModelForImageClassification,
             "base": transformers.AutoModel,
         }[head]
-        return auto.from_config(config)
+        return auto.from_config(cfg)
     raise ValueError(f"unknown library {lib}")
 
 
 def timm_entry(entry: Entry) -> Entry:
-    """timm models at 64x64: as given when the input size is free, else built with img_size=64 when that
-    works (checked on meta), else at their own input size."""
+    """timm models at 64x64 when they run at that size (checked on meta: as given, or built with img_size=64
+    for fixed-size models), else at their own input size."""
     import timm
     import torch
 
     cfg = timm.models.get_pretrained_cfg(entry.name)
     size = tuple(getattr(cfg, "input_size", None) or (3, 224, 224))
-    if cfg is not None and not getattr(cfg, "fixed_input_size", False):
-        return Entry(entry.lib, entry.name, (((2, size[0], 64, 64), "float"),), entry.options)
-    small = Entry(entry.lib, entry.name, (((2, size[0], 64, 64), "float"),), (*entry.options, ("image_size", 64)))
-    try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = build_model(**small.kwargs)
-            model(torch.empty(2, size[0], 64, 64))
-        return small
-    except Exception:
-        return Entry(entry.lib, entry.name, (((2, *size), "float"),), entry.options)
+    small = (((2, size[0], 64, 64), "float"),)
+    fixed = cfg is not None and getattr(cfg, "fixed_input_size", False)
+    candidates = [Entry(entry.lib, entry.name, small, (*entry.options, ("image_size", 64)) if fixed else entry.options)]
+    for candidate in candidates:
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = build_model(**candidate.kwargs)
+                model(torch.empty(2, size[0], 64, 64))
+            return candidate
+        except Exception:
+            continue
+    return Entry(entry.lib, entry.name, (((2, *size), "float"),), entry.options)
 
 
 # ---- running ------------------------------------------------------------------------------------
