@@ -575,6 +575,7 @@ def main() -> int:
     ap.add_argument("--json", default="results/audit_zoo.json", help="where to write the JSON result ('' for none)")
     ap.add_argument("--advisor", default="", help="import advisor from this source tree instead of the installed one")
     ap.add_argument("--timeout", type=int, default=180, help="seconds per model before it counts as a crash")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the comment in main)")
     ap.add_argument("--meta-over", type=float, default=300e6, help="parameters above which --device meta is used")
     args = ap.parse_args()
     if args.advisor:
@@ -589,7 +590,9 @@ def main() -> int:
 
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # one thread: on a shared machine, OpenMP threads that spin while other processes hold the cores make
+    # every op many times slower (measured here: a small training step 30x slower with 2 threads at load 12)
+    torch.set_num_threads(args.threads)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     src = advisor_source()
     ver = versions()

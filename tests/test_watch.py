@@ -467,6 +467,25 @@ def test_hooks_are_removed_on_exit() -> None:
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
+def test_a_deep_copy_made_while_watched_is_not_reported_as_the_original() -> None:
+    # an EMA copy taken inside the loop: its dropout is not the watched model's dropout
+    model = mlp()
+    w = watch(model, warn=False)
+    with w:
+        ema = copy.deepcopy(model)
+        with torch.no_grad():
+            ema(X)
+    assert w.events == []
+
+
+def test_a_watched_model_can_be_saved_whole(tmp_path) -> None:
+    model = mlp()
+    with watch(model, warn=False):
+        torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert loaded(X).shape == (4, 2)
+
+
 def test_outputs_are_unchanged_by_watching() -> None:
     model = Classifier()
     torch.manual_seed(1)

@@ -137,7 +137,8 @@ def frozen(module: nn.Module, reason: str = "frozen on purpose") -> nn.Module:
     :func:`watch` and the Lightning callback then never report ``dropout-off-in-training`` inside it
     (``dropout-on-in-evaluation`` is still reported: a frozen part running dropout is usually a bug).
     Returns the module, so ``self.backbone = advisor.frozen(AutoModel.from_pretrained(...))`` works.
-    The mark is a plain attribute: it survives ``copy.deepcopy`` and does not touch ``state_dict``.
+    The mark is a plain attribute: it survives ``copy.deepcopy`` and does not touch ``state_dict``. Mark
+    before watching (a Watch reads marks when it first sees the model; ``Watch.rescan()`` re-reads them).
     Raises :class:`~advisor.errors.UsageError` when ``module`` is not an ``nn.Module``.
     """
     if not isinstance(module, nn.Module):
@@ -156,7 +157,7 @@ def is_frozen(module: nn.Module) -> bool:
 # ---- sites ----------------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Site:
     """A place that drops: a dropout-bearing module, or a rate held for a functional call."""
 
@@ -170,8 +171,9 @@ class Site:
     allow_on: str | None = None  # the allow entry / frozen mark that suppresses each kind
     allow_off: str | None = None
     done: set[str] = field(default_factory=set)  # kinds already reported
-    last_train_epoch: int = -1  # the root-forward epoch in which it last ran in training mode
+    last_train_epoch: int = -1  # the number of root forwards completed when it last ran in training mode
     frozen_layer: bool | None = None  # cached: its enclosing layer has no trainable parameter
+    seen_called: bool = False  # a module that was called itself (so not a rate holder of its owner)
 
     @property
     def module_class(self) -> str:
@@ -352,6 +354,140 @@ def _issuer(frame: Any) -> nn.Module | None:
     return None
 
 
+def _inert(*_args: Any) -> None:
+    """What a watch hook becomes in a deep copy or a pickle of a watched model: nothing."""
+
+
+def _make_inert() -> Callable[..., None]:
+    return _inert
+
+
+class _Hook:
+    """A hook bound to one module of one Watch. ``copy.deepcopy(model)`` while watched (an EMA copy made in
+    the loop) gives the copy an inert hook instead of one that reports for the original; pickling does the
+    same, so ``torch.save(model)`` works while watched. Hooks are classes, not closures: one Python call per
+    hooked module call."""
+
+    __slots__ = ("target", "watch")
+
+    def __init__(self, watch: Watch, target: nn.Module) -> None:
+        self.watch = watch
+        self.target = target
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Callable[..., None]:
+        return _inert
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_make_inert, ())
+
+
+class _SiteHook(_Hook):
+    """Forward hook of a module that drops when called."""
+
+    __slots__ = ("site",)
+
+    def __init__(self, watch: Watch, site: Site) -> None:
+        super().__init__(watch, site.module)
+        self.site = site
+
+    def __call__(self, module: nn.Module, _args: Any, output: Any) -> None:
+        if module is not self.target:
+            return
+        s, w = self.site, self.watch
+        s.seen_called = True
+        if w._recorder is not None:
+            w._called.add(id(module))
+        # the common cases first, without reading the rate: training with gradients, evaluation without
+        if torch.is_grad_enabled():
+            if module.training:
+                s.last_train_epoch = w._epoch
+            elif OFF_IN_TRAINING not in s.done and not s.allow_off and not w._paused and s.p() > 0:
+                w._watch_backward(output, (s,))
+        elif module.training and ON_IN_EVALUATION not in s.done and not s.allow_on and not w._paused:
+            p = s.p()
+            if p > 0:
+                w._emit(ON_IN_EVALUATION, s, p, _no_grad_context())
+
+
+class _OwnerPre(_Hook):
+    """Forward pre-hook of a module whose forward may hand a held rate to a functional call."""
+
+    __slots__ = ("holders",)
+
+    def __init__(self, watch: Watch, owner: nn.Module, holders: list[Site]) -> None:
+        super().__init__(watch, owner)
+        self.holders = holders
+
+    def __call__(self, owner: nn.Module, _args: Any) -> None:
+        if owner is not self.target:
+            return
+        w = self.watch
+        if w._recorder is None:
+            for h in self.holders:
+                if not h.seen_called:
+                    break
+            else:
+                # every child dropout runs as a module (its own hook checks it): no rate is handed over here
+                w._retire(owner)
+                return
+            if w._paused or not w._suspicious(self.holders):
+                return
+            w._start_recording(owner)
+        # a one-shot post-hook, only while recording: owners cost one pre-hook call when nothing is wrong
+        key = id(owner)
+        if key not in w._owner_posts:
+            w._owner_posts[key] = owner.register_forward_hook(_OwnerPost(w, owner), always_call=True)
+
+
+class _OwnerPost(_Hook):
+    __slots__ = ()
+
+    def __call__(self, owner: nn.Module, _args: Any, output: Any) -> None:
+        if owner is self.target:
+            self.watch._owner_post(owner, output)
+
+
+class _RootPost(_Hook):
+    """Forward hook of a watched model: the end of one forward (an epoch for the sites inside)."""
+
+    __slots__ = ("sites",)
+
+    def __init__(self, watch: Watch, model: nn.Module, sites: list[Site]) -> None:
+        super().__init__(watch, model)
+        self.sites = sites
+
+    def __call__(self, model: nn.Module, _args: Any, output: Any) -> None:
+        if model is not self.target:
+            return
+        w = self.watch
+        # sites that ran in training mode since the last root forward ended carry this epoch
+        epoch = w._epoch
+        w._epoch += 1
+        if w._pending:
+            w._pending.clear()  # left by an autograd.grad() that accumulated nothing
+        if w._paused or not torch.is_grad_enabled() or not model.training:
+            return
+        if isinstance(output, torch.Tensor):
+            if output.requires_grad:
+                return
+        elif _any_tensor(output, _requires_grad) or not _any_tensor(output, _is_tensor):
+            return
+        # gradients are on, yet nothing in the output needs one: an evaluation (EMA/teacher copy)
+        for s in self.sites:
+            if s.last_train_epoch == epoch and ON_IN_EVALUATION not in s.done and not s.allow_on:
+                p = s.p()
+                if p > 0 and s.module.training:
+                    w._emit(ON_IN_EVALUATION, s, p, "in a forward whose output requires no gradient")
+
+
+def _requires_grad(t: torch.Tensor) -> bool:
+    return t.requires_grad
+
+
+def _is_tensor(_t: torch.Tensor) -> bool:
+    return True
+
+
 class Watch:
     """See :func:`watch`. Re-entrant; reports once per module path and kind over its whole life."""
 
@@ -372,11 +508,14 @@ class Watch:
         self._recorder_owner: int | None = None
         self._calls: list[tuple[int, str, float, bool]] = []
         self._called: set[int] = set()
+        self._owner_posts: dict[int, Any] = {}  # one-shot post-hooks of owners while recording
         # backward checks: graph task id -> sites whose eval-mode output the backward went through
         self._pending: dict[int, set[tuple[Site, str]]] = {}
         self._armed: set[int] = set()
-        self._root_epoch: dict[int, int] = {}
         self._static: list[Site] | None = None  # sites for check() while not installed
+        self._plan: tuple[Any, list[Site], dict[int, list[Site]], list[tuple[Any, Any, bool, int | None]]] | None = None
+        self._owner_pres: dict[int, Any] = {}  # pre-hook handles of rate owners
+        self._retired: set[int] = set()  # owners whose dropout children all turned out to be called
 
     # -- public API --
 
@@ -425,8 +564,10 @@ class Watch:
         return self._events[before:]
 
     def rescan(self) -> None:
-        """Forget the sites :meth:`check` found (after modules were added, replaced or unfrozen)."""
+        """Forget the sites found so far (after modules were added, replaced, marked frozen or unfrozen); the
+        next :meth:`check` or entry discovers them again."""
         self._static = None
+        self._plan = None
         for s in self._sites:
             s.frozen_layer = None
 
@@ -490,89 +631,94 @@ class Watch:
         return sites
 
     def _install(self, models: dict[str, nn.Module]) -> None:
+        """Register the hooks. The plan (sites, rate holders, hook functions) is reused while the models hold
+        the same modules: a decorated step function enters at every call, and walking the modules to check
+        that costs a fraction of a discovery. :meth:`rescan` forces a new plan (e.g. after :func:`frozen`)."""
+        key = tuple((label, _module_ids(model)) for label, model in models.items())
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, *self._make_plan(models))
+            self._retired = set()
+        _, self._sites, self._holders, hooks = self._plan
+        for s in self._sites:
+            s.last_train_epoch = -1
+            s.frozen_layer = None
+        for register, fn, always, owner in hooks:
+            if owner in self._retired:
+                continue
+            handle = register(fn, always_call=True) if always else register(fn)
+            self._handles.append(handle)
+            if owner is not None:
+                self._owner_pres[owner] = handle
+
+    def _make_plan(
+        self, models: dict[str, nn.Module]
+    ) -> tuple[list[Site], dict[int, list[Site]], list[tuple[Any, Any, bool, int | None]]]:
         sites, holders = discover(models)
-        self._sites = self._apply_allow(sites)
-        for s in self._sites:
+        self._apply_allow(sites)
+        for s in sites:
             s.done = {k for k in KINDS if (s.path, k) in self._reported}
-        self._holders = holders
+        hooks: list[tuple[Any, Any, bool, int | None]] = []
         by_root: dict[int, list[Site]] = {}
-        for s in self._sites:
+        for s in sites:
             root = s.ancestors[-1] if s.ancestors else s.module
             by_root.setdefault(id(root), []).append(s)
             if s.called and not (s.allow_on and s.allow_off):
-                self._handles.append(s.module.register_forward_hook(self._site_hook(s)))
+                hooks.append((s.module.register_forward_hook, _SiteHook(self, s), False, None))
         owners = {id(s.owner): s.owner for ss in holders.values() for s in ss if s.owner is not None}
         for key, owner in owners.items():
             if all(s.allow_on and s.allow_off for s in holders[key]):
                 continue
-            self._handles.append(owner.register_forward_pre_hook(self._owner_pre(holders[key])))
-            self._handles.append(owner.register_forward_hook(self._owner_post, always_call=True))
+            hooks.append((owner.register_forward_pre_hook, _OwnerPre(self, owner, holders[key]), False, key))
         for model in models.values():
             mine = by_root.get(id(model), [])
             if mine:
-                self._handles.append(model.register_forward_pre_hook(self._root_pre(model)))
-                self._handles.append(model.register_forward_hook(self._root_post(model, mine)))
+                hooks.append((model.register_forward_hook, _RootPost(self, model, mine), False, None))
+        return sites, holders, hooks
 
     def _uninstall(self) -> None:
-        for h in self._handles:
+        for h in (*self._handles, *self._owner_posts.values()):
             h.remove()
         self._handles.clear()
+        self._owner_posts.clear()
+        self._owner_pres.clear()
         self._stop_recording()
         self._pending.clear()
         self._armed.clear()
-        self._root_epoch.clear()
         self._sites, self._holders = [], {}
 
-    # -- hooks: modules that drop when called --
+    # -- rate holders, checked through their owner's forward (hooks: _OwnerPre, _OwnerPost) --
 
-    def _site_hook(self, s: Site) -> Callable[..., None]:
-        module = s.module
+    def _retire(self, owner: nn.Module) -> None:
+        self._retired.add(id(owner))
+        handle = self._owner_pres.pop(id(owner), None)
+        if handle is not None:
+            handle.remove()
 
-        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
-            if self._recorder is not None:
-                self._called.add(id(module))
-            if self._paused:
-                return
-            p = s.p()
-            if p <= 0:
-                return
-            if torch.is_grad_enabled():
-                if module.training:
-                    s.last_train_epoch = self._epoch
-                elif OFF_IN_TRAINING not in s.done and not s.allow_off:
-                    self._watch_backward(output, (s,))
-            elif module.training and ON_IN_EVALUATION not in s.done and not s.allow_on:
-                self._emit(ON_IN_EVALUATION, s, p, _no_grad_context())
-
-        return hook
-
-    # -- hooks: rate holders, checked through their owner's forward --
-
-    def _owner_pre(self, holders: list[Site]) -> Callable[..., None]:
-        def hook(owner: nn.Module, _args: Any) -> None:
-            if self._paused:
-                return
-            grad = torch.is_grad_enabled()
-            for s in holders:
-                if grad:
-                    if s.module.training or OFF_IN_TRAINING in s.done or s.allow_off:
-                        continue
-                    if s.frozen_layer is None:
-                        s.frozen_layer = in_frozen_layer(s)
-                    if s.frozen_layer:
-                        continue
-                elif not s.module.training or ON_IN_EVALUATION in s.done or s.allow_on:
+    def _suspicious(self, holders: list[Site]) -> bool:
+        """A holder whose rate would act in the wrong mode: training mode without gradients, or eval mode
+        with gradients outside a frozen layer."""
+        grad = torch.is_grad_enabled()
+        for s in holders:
+            if grad:
+                if s.module.training or OFF_IN_TRAINING in s.done or s.allow_off:
                     continue
-                if s.p() > 0:
-                    self._start_recording(owner)
-                    return
+                if s.frozen_layer is None:
+                    s.frozen_layer = in_frozen_layer(s)
+                if s.frozen_layer:
+                    continue
+            elif not s.module.training or ON_IN_EVALUATION in s.done or s.allow_on:
+                continue
+            if s.p() > 0:
+                return True
+        return False
 
-        return hook
-
-    def _owner_post(self, owner: nn.Module, _args: Any, output: Any) -> None:
+    def _owner_post(self, owner: nn.Module, output: Any) -> None:
+        key = id(owner)
+        handle = self._owner_posts.pop(key, None)
+        if handle is not None:
+            handle.remove()
         if self._recorder is None:
             return
-        key = id(owner)
         calls = [c for c in self._calls if c[0] == key]
         if calls and not self._paused:
             self._attribute(owner, calls, output)
@@ -618,33 +764,6 @@ class Watch:
         self._calls.clear()
         self._called.clear()
         recorder.__exit__(None, None, None)
-
-    # -- hooks: the watched models --
-
-    def _root_pre(self, model: nn.Module) -> Callable[..., None]:
-        def hook(_model: nn.Module, _args: Any) -> None:
-            self._epoch += 1
-            self._root_epoch[id(model)] = self._epoch
-            if self._pending:
-                self._pending.clear()
-
-        return hook
-
-    def _root_post(self, model: nn.Module, sites: list[Site]) -> Callable[..., None]:
-        def hook(_model: nn.Module, _args: Any, output: Any) -> None:
-            if self._paused or not torch.is_grad_enabled() or not model.training:
-                return
-            if _any_tensor(output, lambda t: t.requires_grad) or not _any_tensor(output, lambda t: True):
-                return
-            # gradients are on, yet nothing in the output needs one: an evaluation (EMA/teacher copy)
-            epoch = self._root_epoch.get(id(model), -1)
-            for s in sites:
-                if s.last_train_epoch >= epoch and ON_IN_EVALUATION not in s.done and not s.allow_on:
-                    p = s.p()
-                    if p > 0 and s.module.training:
-                        self._emit(ON_IN_EVALUATION, s, p, "in a forward whose output requires no gradient")
-
-        return hook
 
     # -- backward --
 
@@ -760,6 +879,17 @@ def _first_tensor(obj: Any, pred: Callable[[torch.Tensor], bool], depth: int = 0
 
 def _any_tensor(obj: Any, pred: Callable[[torch.Tensor], bool]) -> bool:
     return _first_tensor(obj, pred) is not None
+
+
+def _module_ids(model: nn.Module) -> tuple[int, ...]:
+    """The ids of every module inside ``model``, in a fixed order (a cheaper walk than named_modules)."""
+    ids = []
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        ids.append(id(module))
+        stack.extend(m for m in module._modules.values() if m is not None)
+    return tuple(ids)
 
 
 def _module_arguments(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
