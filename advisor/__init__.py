@@ -21,6 +21,9 @@ def audit(model: Any, example_inputs: Any, **kwargs: Any) -> Any:
 
 def watch(*models: Any, **kwargs: Any) -> Any:
     """Runtime check of dropout train/eval modes; see :func:`advisor.audit.watch.watch` (lazy torch import)."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.watch")
     from advisor.audit.watch import watch as _watch
 
     return _watch(*models, **kwargs)
@@ -28,6 +31,9 @@ def watch(*models: Any, **kwargs: Any) -> Any:
 
 def frozen(module: Any, reason: str = "frozen on purpose") -> Any:
     """Mark a submodule as intentionally in eval mode; see :func:`advisor.audit.watch.frozen`."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.frozen")
     from advisor.audit.watch import frozen as _frozen
 
     return _frozen(module, reason)
@@ -35,6 +41,9 @@ def frozen(module: Any, reason: str = "frozen on purpose") -> Any:
 
 def watch_callback(**kwargs: Any) -> Any:
     """A Lightning callback for dropout modes; see :func:`advisor.audit.watch_lightning.watch_callback`."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.watch_callback")
     from advisor.audit.watch_lightning import watch_callback as _callback
 
     return _callback(**kwargs)

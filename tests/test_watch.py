@@ -569,6 +569,15 @@ def test_check_rejects_an_unknown_expectation() -> None:
 # ---- import cost ---------------------------------------------------------------------------------
 
 
+def test_without_torch_watch_is_a_missing_dependency_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as info:
+        advisor.watch(object())
+    assert "pip install" in (info.value.hint or "")
+
+
 def test_import_advisor_stays_torch_free() -> None:
     code = "import sys, advisor; advisor.watch; advisor.frozen; advisor.watch_callback; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
