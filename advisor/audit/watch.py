@@ -845,8 +845,11 @@ def _no_grad_context() -> str:
 
 
 def _user_location() -> str | None:
-    """'file.py:LINE' of the innermost frame outside torch, this tool and Lightning."""
+    """'file.py:LINE' of the line that ran the model: the innermost frame outside torch, this tool and
+    Lightning that is not itself a module's ``forward`` (the mode mistake is where the model is called,
+    ``model(x)`` or ``loss.backward()``, not inside the model's code)."""
     frame: Any = sys._getframe(2)
+    fallback = None
     while frame is not None:
         name = frame.f_code.co_filename
         if not (
@@ -854,9 +857,14 @@ def _user_location() -> str | None:
             or f"{os.sep}lightning{os.sep}" in name
             or f"{os.sep}pytorch_lightning{os.sep}" in name
         ):
-            return f"{name}:{frame.f_lineno}"
+            where = f"{name}:{frame.f_lineno}"
+            code = frame.f_code
+            first = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+            if not (code.co_name == "forward" and isinstance(first, nn.Module)):
+                return where
+            fallback = fallback or where
         frame = frame.f_back
-    return None
+    return fallback
 
 
 def _first_tensor(obj: Any, pred: Callable[[torch.Tensor], bool], depth: int = 0) -> torch.Tensor | None:
