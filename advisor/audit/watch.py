@@ -34,7 +34,7 @@ Legitimate train-mode evaluation (MC dropout, BatchNorm recalibration such as
 
 Costs when nothing is wrong: one forward hook per dropout module, a pre-hook per rate owner (removed
 once every dropout child of that owner has been seen running as a module), a post-hook per watched model,
-each a few attribute reads: about 1 µs per watched module call; entering a watch costs 13–65 µs for the
+each a few attribute reads: about 1 µs per watched module call; entering a watch costs 13–70 µs for the
 models of ``bench/bench_watch.py``, which measures both.
 """
 
