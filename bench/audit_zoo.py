@@ -17,8 +17,15 @@ has every model, its findings, and the targets. Exit status 1 when a target is m
 0 unexpected findings, median audit < 3 s per model.
 
 A model whose plain eval forward (without the auditor) fails on the zoo's input is *skipped*, not
-counted as a crash: that is the zoo's input, not the auditor. Needs the zoo venv (see the README of
-bench/ or the project brief): torchvision/timm wheels do not load with the CPU build of torch 2.13.
+counted as a crash: that is the zoo's input, not the auditor. Needs its own venv, because the
+torchvision/timm wheels do not load with the CPU build of torch 2.13 that the project venv uses:
+
+    python3 -m venv .zoo-venv
+    .zoo-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 timm transformers
+    .zoo-venv/bin/pip install -e .        # the tree under test (or run with --advisor PATH)
+
+(last measured with timm 1.0.31 and transformers 5.24.0; KNOWN_DEFECTS names the library files it
+verified at those versions).
 """
 
 from __future__ import annotations
