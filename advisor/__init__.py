@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "audit"]
+__all__ = ["__version__", "audit", "frozen", "watch", "watch_callback"]
 
 
 def audit(model: Any, example_inputs: Any, **kwargs: Any) -> Any:
@@ -17,3 +17,33 @@ def audit(model: Any, example_inputs: Any, **kwargs: Any) -> Any:
     from advisor.audit.api import audit as _audit
 
     return _audit(model, example_inputs, **kwargs)
+
+
+def watch(*models: Any, **kwargs: Any) -> Any:
+    """Runtime check of dropout train/eval modes; see :func:`advisor.audit.watch.watch` (lazy torch import)."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.watch")
+    from advisor.audit.watch import watch as _watch
+
+    return _watch(*models, **kwargs)
+
+
+def frozen(module: Any, reason: str = "frozen on purpose") -> Any:
+    """Mark a submodule as intentionally in eval mode; see :func:`advisor.audit.watch.frozen`."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.frozen")
+    from advisor.audit.watch import frozen as _frozen
+
+    return _frozen(module, reason)
+
+
+def watch_callback(**kwargs: Any) -> Any:
+    """A Lightning callback for dropout modes; see :func:`advisor.audit.watch_lightning.watch_callback`."""
+    from advisor.deps import require_torch
+
+    require_torch("advisor.watch_callback")
+    from advisor.audit.watch_lightning import watch_callback as _callback
+
+    return _callback(**kwargs)
