@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -59,17 +60,31 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, proc: subp
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _stamped(path: Path) -> bool:
+    """Whether the run has finished creating Optuna's schema in the SQLite file (its version row is written)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def trials(url: str, study: str = STUDY) -> list[optuna.trial.FrozenTrial]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return []  # the run has not created it yet (and a reader must not create it first)
     import sqlalchemy.exc
 
+    if url.startswith("sqlite:///") and not _stamped(Path(url.removeprefix("sqlite:///"))):
+        return []  # Optuna's RDBStorage stamps an empty alembic_version table itself: leave that to the run
     try:  # read only: never race the run to create the tables
         storage = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
     except (
         KeyError,
+        sqlalchemy.exc.IntegrityError,
         sqlalchemy.exc.OperationalError,
         sqlalchemy.exc.ProgrammingError,
         optuna.exceptions.StorageInternalError,
