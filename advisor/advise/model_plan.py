@@ -260,7 +260,8 @@ def _build(
 def _modules(reading: Any, layers: list[Layer], changes: list[Change]) -> dict[str, str]:
     classes = reading.module_classes
     wanted: set[str] = set()
-    for path in [layer.path for layer in layers] + [c.module_path for c in changes]:
+    steps = [s.path for c in changes for s in c.steps]
+    for path in [layer.path for layer in layers] + [c.module_path for c in changes] + steps:
         parts = path.split(".") if path else []
         for i in range(len(parts) + 1):
             wanted.add(".".join(parts[:i]))
