@@ -42,6 +42,8 @@ def _same(a: float | None, b: float | None) -> bool:
 def _name(ref: OpRef, kind: str) -> str:
     if kind == "input":
         return "the input"
+    if ref.cls.endswith(")") and "(" in ref.cls and not ref.cls.startswith("nn."):
+        return f"{ref.cls} in {ref.path + '.forward' if ref.path else 'the model forward'}"
     return f"{ref.path or '<model>'} ({ref.cls})"
 
 
@@ -65,8 +67,6 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     outcome: dict[str, tuple[str, str]] = {}  # plan site id -> (change action, module path)
     changes: list[Change] = []
     fine_tuning_keep = spec.regime == "fine-tuning" and not getattr(spec, "base", None)
-    holders = {(h.path, h.attr) for e in reading.existing if (h := e.holder) is not None}
-    holders |= {(lat.holder.path, lat.holder.attr) for lat in reading.latent if lat.holder is not None}
 
     for ex in reading.existing:
         if not ex.positions:
@@ -232,6 +232,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
             )
         )
 
+    changes = _shared_holders(changes, outcome)
     sites = []
     for site in plan.sites:
         action, path = outcome.get(site.id, ("add", ""))
@@ -260,10 +261,43 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                 change=action,  # type: ignore[arg-type]
             )
         )
-    del holders
     order = {"keep": 0, "change": 1, "add": 2, "remove": 3, "cannot": 4}
     changes.sort(key=lambda c: (_first_position(c, plan, reading, tagged), order[c.action]))
     return sites, changes
+
+
+def _shared_holders(changes: list[Change], outcome: dict[str, tuple[str, str]]) -> list[Change]:
+    """One attribute read by several places (``F.dropout(x, self.p)`` twice) can hold only one rate."""
+    wanted: dict[tuple[str, str | None], set[float]] = {}
+    for c in changes:
+        for step in c.steps:
+            if step.action == "set":
+                wanted.setdefault((step.path, step.attr), set()).add(float(step.value or 0.0))
+    clash = {key for key, values in wanted.items() if len(values) > 1}
+    if not clash:
+        return changes
+    out = []
+    for c in changes:
+        keys = [(st.path, st.attr) for st in c.steps if st.action == "set"]
+        hit = next((k for k in keys if k in clash), None)
+        if hit is None:
+            out.append(c)
+            continue
+        rates = ", ".join(f"{v:g}" for v in sorted(wanted[hit]))
+        for sid in (c.site or "").split(","):
+            if sid:
+                outcome[sid] = ("cannot", c.module_path)
+        out.append(
+            c.model_copy(
+                update={
+                    "action": "cannot",
+                    "steps": [],
+                    "how": f"{hit[0] or '<model>'}.{hit[1]} sets the rate of several places and the plan wants "
+                    f"{rates} there: give each place its own rate (an attribute or a dropout module per place)",
+                }
+            )
+        )
+    return out
 
 
 def _first_position(c: Change, plan: Any, reading: Any, tagged: Any) -> int:

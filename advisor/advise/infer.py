@@ -42,7 +42,7 @@ def infer_spec(reading: Reading, model: Any = None) -> Inferred:
     inf = Inferred()
     kinds = [o.kind for o in ops]
     n_conv = kinds.count("conv")
-    gat = f.get("graph") and f.get("attention")
+    gat = f.get("gat")
     if f.get("graph"):
         inf.set("arch", "gnn", "a product with a square adjacency-matrix input (graph convolution)")
         inf.set("gnn", "gat" if gat else "gcn", "softmax attention over neighbours" if gat else "no attention")
@@ -367,8 +367,10 @@ def layer_ops(reading: Reading, values: dict[str, Any]) -> Tagged:
     keep = [True for _ in raw]
     if arch == "transformer":
         _tag_transformer(raw, kinds, tags, blocks, keep, post=values.get("norm") == "post")
+    elif arch == "gnn":
+        _tag_gnn(raw, kinds, tags, blocks, keep, gat=values.get("gnn") == "gat")
     else:
-        {"mlp": _tag_mlp, "cnn": _tag_cnn, "resnet": _tag_resnet, "rnn": _tag_rnn, "gnn": _tag_gnn}[arch](
+        {"mlp": _tag_mlp, "cnn": _tag_cnn, "resnet": _tag_resnet, "rnn": _tag_rnn}[arch](
             raw, kinds, tags, blocks, keep
         )
     ops: list[Op] = []
@@ -613,14 +615,22 @@ def _tag_block(raw, kinds, tags, idx: list[int], side: tuple[str, ...], post: bo
             tags[i] = (t, *side)
 
 
-def _tag_gnn(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped-def]
+def _tag_gnn(raw, kinds, tags, blocks, keep, gat: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Graph layers: GCN's X·W and Â·(…) are one graph convolution; GAT keeps W·h, its coefficients and the sum."""
+    tag = "gat" if gat else "gcn"
+    conv = ("graph-conv", "output")
+    if not gat:
+        for i in range(1, len(raw) - 1):
+            if keep[i] and kinds[i] == "linear" and kinds[i + 1] in conv and raw[i + 1].extra.get("adjacency"):
+                kinds[i] = kinds[i + 1]
+                _merge_into_previous(raw, keep, i + 1, i)
+                raw[i].extra["adjacency"] = True
     layer = -1
     for i, k in enumerate(kinds):
         if i == 0 or not keep[i]:
             continue
-        if k in ("linear", "graph-conv") or (k == "output" and raw[i].extra.get("adjacency")):
-            if k == "linear" or not (i > 0 and kinds[i - 1] == "linear" and blocks[i - 1] == layer):
-                if k != "graph-conv" or i == 0 or kinds[i - 1] != "linear":
-                    layer += 1
-        tags[i] = ("gnn",)
+        starts = (k == "linear") if gat else (k in conv and raw[i].extra.get("adjacency"))
+        if starts:
+            layer += 1
+        tags[i] = (tag,) if k != "activation" else ("gnn",)
         blocks[i] = max(layer, 0)

@@ -151,6 +151,7 @@ def recommend_for(
     base: str | None = None,
     overrides: dict[str, Any] | None = None,
     target: str | None = None,
+    notes: list[str] | None = None,
     kb: Any = None,
 ) -> ModelPlan:
     """A placement plan for a built ``nn.Module``, at its module paths, with the change list.
@@ -160,6 +161,7 @@ def recommend_for(
     pretraining; ``overfitting``: none, mild, strong or unknown. ``base``: a reference recipe to
     follow (key, alias or hub name), or ``"none"`` to ignore the one recognised from the model.
     ``overrides``: spec fields that replace what was read (``{"arch": "cnn", "batch_norm": False}``).
+    ``target`` and ``notes`` are shown with the plan (the CLI passes the target and its loading notes).
     The model is not changed. Raises :class:`~advisor.errors.SpecError` for contradictory fields,
     :class:`~advisor.audit.api.ModelRunError` when the model rejects the inputs.
     """
@@ -210,6 +212,7 @@ def recommend_for(
     resolved = spec.resolved()
     tagged = layer_ops(reading, resolved.model_dump())
     plan = recommend(spec, kb, ops=tagged.ops)
+    reading.notes.extend(notes or [])
     return _build(reading, inferred, overridden, recognized, tagged, plan, spec, target)
 
 

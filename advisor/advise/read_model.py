@@ -250,6 +250,7 @@ class _Reader:
         self.t = train
         self.ev = train.events
         self.modules = dict(model.named_modules())
+        self.unknown: dict[str, str] = {}
         self.cat = [self._category(e) for e in self.ev]
         self.absorbed: set[int] = set()  # events folded into an attention
         self.shortcut: set[int] = set()  # events on a residual shortcut
@@ -259,9 +260,12 @@ class _Reader:
         self.attn_pairs: list[tuple[int, int, int | None, str]] = []  # (weights ev, values ev, out-proj ev, owner)
         self.residual: dict[int, tuple[int, int]] = {}  # add event -> (branch input ev, shortcut input ev)
         self.pos_adds: set[int] = set()
-        self.unknown: dict[str, str] = {}
         self.flags: dict[str, Any] = {"rotary": False, "relative": False, "gated_ffn": False}
         self.op_events: dict[int, list[int]] = {}  # event -> indices in self.ops of ops emitted at it
+        self.zero: list[Latent] = []  # sites of today that run at p = 0 (filled by locate_existing)
+        self.gat: dict[int, int | None] = {}  # neighbour softmax event -> the aggregation that reads it
+        self.t_inputs = [tuple(s) for e in self.ev for k, s in enumerate(e.in_shapes) if k < len(e.producers)
+                         and e.producers[k] == -1]
 
     # -- event categories --
 
@@ -375,12 +379,44 @@ class _Reader:
                 self._attention_region(i, i, owner)
             elif c == "softmax" and i not in self.absorbed:
                 e = self.ev[i]
+                if self._neighbour_softmax(i):
+                    self._graph_attention(i)
+                    continue
                 if not e.out_shapes or len(e.out_shapes[0]) < 3:
                     continue
                 values = next((c2 for c2 in self._consumers(i) if self.cat[c2] == "matmul"), None)
                 if values is None:
                     continue
                 self._attention_region(i, values, e.owner)
+
+    def _square_inputs(self) -> set[int]:
+        return {int(s[0]) for s in self.t_inputs if len(s) == 2 and s[0] == s[1] and s[0] > 1}
+
+    def _neighbour_softmax(self, i: int) -> bool:
+        """A softmax over an (N, N) score matrix, N the size of a square model input: GAT coefficients."""
+        e = self.ev[i]
+        o = e.out_shapes[0] if e.out_shapes else ()
+        return len(o) == 2 and o[0] == o[1] and int(o[0]) in self._square_inputs()
+
+    def _graph_attention(self, i: int) -> None:
+        """GAT: the coefficients (softmax over neighbours) and the aggregation that reads them."""
+        agg = next((c for c in self._consumers(i) if self.cat[c] == "matmul"), None)
+        todo = [i]
+        seen = {i}
+        while todo:
+            cur = todo.pop()
+            for p in self.ev[cur].producers:
+                if p < 0 or p in seen or p in self.absorbed or self.cat[p] in ("dropout", "graph"):
+                    continue
+                if self.cat[p] == "linear" and self.ev[p].kind == "module":
+                    continue  # W·h itself: an operation of the layer, not part of the coefficients
+                if self.ev[p].owner != self.ev[i].owner:
+                    continue
+                seen.add(p)
+                self.absorbed.add(p)
+                todo.append(p)
+        self.gat[i] = agg
+        self.flags["gat"] = True
 
     def _inside(self, path: str, owner: str) -> bool:
         return owner == "" or path == owner or path.startswith(owner + ".")
@@ -417,6 +453,8 @@ class _Reader:
                     continue
                 if c == "activation" and not inside:
                     continue
+                if pe.kind == "function" and tr.normalize_name(pe.name) in ("cos", "sin"):
+                    self.flags["rotary"] = True  # rotary positions computed in the forward
                 self.absorbed.add(p)
                 todo.append(p)
         out_proj = None
@@ -645,6 +683,14 @@ class _Reader:
         rnn_cells: dict[str, int] = {}
         for i, e in enumerate(self.ev):
             c = self.cat[i]
+            if i in self.gat:
+                self._emit("attention-weights", f"softmax over neighbours in {_show(e.owner)} (attention coefficients)",
+                           self._ref(i), i, attention_owner=e.owner, gat=True)
+                continue
+            if i in self.gat.values():
+                self._emit("graph-conv", f"aggregate Σ_j α_ij·W·h_j ({_cls(e)}) in {_show(e.owner)}", self._ref(i), i,
+                           adjacency=True)
+                continue
             if i in weights_at:
                 w, v, o, owner = weights_at[i]
                 cls = "nn.MultiheadAttention" if e.kind == "module" else e.name
@@ -879,7 +925,15 @@ class _Reader:
                         ex.holder = RateHolder(s.module, attr, "module attribute")
                 ex.replaceable = m is not None
             else:
-                evs = [d.event for d in self.t.drop_calls if d.owner == s.module and d.func == s.op and d.event >= 0]
+                loc = s.call_location
+                evs = [
+                    d.event
+                    for d in self.t.drop_calls
+                    if d.owner == s.module
+                    and d.func == s.op
+                    and d.event >= 0
+                    and (loc is None or d.location is None or (d.location[0], d.location[1]) == (loc.file, loc.line))
+                ]
                 if not evs and s.source == "random":
                     evs = [d.event for d in self.t.drop_calls if d.owner == s.module and d.event >= 0]
                 positions = set()
@@ -893,6 +947,11 @@ class _Reader:
                 ex.positions = sorted(positions)
                 if s.source == "function":
                     ex.holder = self._holder_for_call(s.module, s.p, s.kind)
+            if ex.p == 0.0 and ex.positions:
+                # runs at p = 0: nothing drops today, but its rate can be raised
+                for pos in ex.positions:
+                    self.zero.append(Latent(pos, ex.kind, ex.holder, ex.op, ex.module_path))
+                continue
             out.append(ex)
         return out
 
@@ -974,18 +1033,20 @@ class _Reader:
                         found[(k + 1, path)] = Latent(
                             k + 1, "dropout", RateHolder(path, "dropout", "RNN dropout"), f"nn.{type(m).__name__}", path
                         )
+        for lat in self.zero:
+            found[(lat.position, lat.module_path)] = lat
         return list(found.values())
 
     # -- what was seen --
 
     def features(self) -> dict[str, Any]:
         f: dict[str, Any] = dict(self.flags)
-        f["attention"] = bool(self.attn_pairs)
+        f["attention"] = bool(self.attn_pairs) or bool(self.gat)
         f["residual"] = len(self.residual)
         f["residual_blocks"] = sorted({self.ev[i].owner for i in self.residual})
         f["batchnorm"] = any(op.kind == "batchnorm" for op in self.ops)
         f["recurrent"] = any(op.kind == "rnn-layer" for op in self.ops)
-        f["graph"] = any(op.kind == "graph-conv" for op in self.ops)
+        f["graph"] = any(op.kind == "graph-conv" for op in self.ops) or bool(self.gat)
         f["conv"] = sum(1 for op in self.ops if op.kind == "conv")
         f["pre_norm"] = self._pre_norm()
         f["shortcut_events"] = len(self.shortcut)
@@ -1050,7 +1111,10 @@ def _fn_name(name: str) -> str:
 
 
 def _cls(e: tr.Event) -> str:
-    return e.name if e.kind == "module" else _fn_name(tr.normalize_name(e.name))
+    if e.kind == "module":
+        return e.name
+    name = e.name if e.name.startswith(("F.", "torch.", "Tensor.")) else tr.normalize_name(e.name)
+    return _fn_name(name)
 
 
 def _show(path: str) -> str:
