@@ -597,3 +597,15 @@ def tokens(batch: int = 2, length: int = 8, vocab: int = 50) -> torch.Tensor:
 
 def features(batch: int = 4, n: int = 20) -> torch.Tensor:
     return torch.randn(batch, n, generator=torch.Generator().manual_seed(0))
+
+
+class NeedsDepth(nn.Module):
+    """A model whose constructor needs an argument (--kwargs '{"depth": 2}')."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[nn.Linear(20, 20) for _ in range(depth)])
+        self.out = nn.Linear(20, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.layers(x))
