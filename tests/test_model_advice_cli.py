@@ -210,3 +210,23 @@ def test_hf_config_never_imports_torch(bert_config):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ---- ask: "I already have the model in a file" ------------------------------------------------------
+
+
+def test_ask_offers_the_model_file_and_plans_for_it(runner):
+    answers = "\n".join(["file", f"{ZOO}:MLP", "4,20", "", "5k", "scratch", "strong", "no"]) + "\n"
+    result = runner.invoke(app, ["ask"], input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"Dropout plan for {ZOO}:MLP (MLP; input float32[4, 20]")
+    assert "or 'file' if you already have it in a Python file" in result.stderr
+    assert f"dropout-advisor recommend {ZOO}:MLP -s 4,20 --samples 5000 --overfitting strong" in result.stderr
+
+
+def test_ask_re_asks_for_a_model_file_that_does_not_exist(runner, tmp_path):
+    answers = "\n".join(["file", f"{tmp_path / 'nope.py'}:Net", f"{ZOO}:MLP", "4,20", "", "", "", "", ""]) + "\n"
+    result = runner.invoke(app, ["ask"], input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert "no such file" in result.stderr
+    assert result.stdout.startswith(f"Dropout plan for {ZOO}:MLP")

@@ -429,6 +429,9 @@ def ask_cmd(
             ) from None
         answers = ended.answers
         console.print("[dim]input ended: the remaining questions take their defaults[/dim]")
+    if answers.get("arch") == "file":
+        _ask_model(answers, fmt, console)
+        return
     spec = finish(answers, origins)
     plan = recommend(spec)
     _render(plan, fmt)
@@ -445,6 +448,35 @@ def _base_spec(spec: Any) -> dict[str, Any] | None:
     from advisor.knowledge import default_kb
 
     return dict(default_kb().recipe(spec.base).spec)
+
+
+def _ask_model(answers: dict[str, Any], fmt: DocFormat, console: Any) -> None:
+    """The interview's 'I have the model in a file' branch: the plan `recommend TARGET` gives."""
+    from advisor.interview import to_spec_values
+
+    values = to_spec_values(answers)
+    flags: list[str] = []
+    for key in _SITUATION:
+        value = values.get(key)
+        if value is None or value is False or (key, value) in (("regime", "scratch"), ("overfitting", "unknown")):
+            continue
+        flags += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    argv = [str(answers["model_file"]), "-s", str(answers["input_shape"])]
+    if answers.get("input_dtype", "float") != "float":
+        argv += ["--input-dtype", str(answers["input_dtype"])]
+    _recommend_model(
+        {k: v for k, v in values.items() if k in _SITUATION},
+        str(answers["model_file"]),
+        None,
+        fmt,
+        None,
+        [str(answers["input_shape"])],
+        [str(answers.get("input_dtype", "float"))],
+        None,
+        "auto",
+        None,
+    )
+    console.print(f"\nThe same plan without questions:\n  {shlex.join(['dropout-advisor', 'recommend', *argv, *flags])}")
 
 
 def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | None:
