@@ -20,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_audit import Decoder  # noqa: E402 - the same 65B model the auditor is measured on
+from bench_audit import Decoder
 
 TARGET_S = 5.0
 TARGET_MIB = 1024
@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs: the first (cold) and the best warm one are shown")
     args = ap.parse_args()
 
-    import advisor.advise.model_plan  # noqa: F401 - import cost is not part of the plan time
+    import advisor.advise.model_plan
     import advisor.audit.api  # noqa: F401
     from advisor import recommend_for
     from advisor.knowledge import default_kb

@@ -257,9 +257,7 @@ class EfficientNetish(nn.Module):
         self.act1 = nn.SiLU()
         spec = [(16, 16, 1), (16, 24, 2), (24, 24, 1), (24, 40, 2), (40, 40, 1)]
         n = len(spec)
-        self.blocks = nn.Sequential(
-            *[MBConv(a, b, s, drop_path_rate * i / n) for i, (a, b, s) in enumerate(spec)]
-        )
+        self.blocks = nn.Sequential(*[MBConv(a, b, s, drop_path_rate * i / n) for i, (a, b, s) in enumerate(spec)])
         self.conv_head = nn.Conv2d(40, 64, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(64)
         self.act2 = nn.SiLU()
@@ -346,7 +344,10 @@ class LlamaAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = (f(x).view(b, t, self.heads, d // self.heads).transpose(1, 2) for f in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            f(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+            for f in (self.q_proj, self.k_proj, self.v_proj)
+        )
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, d))

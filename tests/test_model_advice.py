@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 
+import model_advice_zoo as zoo
 import pytest
 import torch
 
 import advisor
-import model_advice_zoo as zoo
 from advisor.errors import SpecError
 
 
@@ -52,7 +52,13 @@ def test_selu_network_keeps_its_alpha_dropout():
 def test_plain_cnn_is_read_with_its_head():
     plan = plan_for(zoo.SmallCNN(), zoo.image(2, 16))
     spec = plan.inferred.spec
-    assert (spec["arch"], spec["layers"], spec["pooling"], spec["head"], spec["fc_layers"]) == ("cnn", 2, "max", "fc", 1)
+    assert (spec["arch"], spec["layers"], spec["pooling"], spec["head"], spec["fc_layers"]) == (
+        "cnn",
+        2,
+        "max",
+        "fc",
+        1,
+    )
     assert kinds(plan, "conv") == ["conv", "activation", "pool"] * 2
     assert kinds(plan, "head") == ["flatten", "linear", "activation"]
 
@@ -73,8 +79,15 @@ def test_resnet_shortcut_convolutions_are_not_on_the_main_path():
     assert kinds(plan).count("residual-add") == 8
     # in each block the add follows the second BatchNorm: conv, bn, act (mid), conv, bn, add, act (post)
     block = [layer for layer in plan.layers if layer.block == 1]
-    assert [layer.kind for layer in block] == ["conv", "batchnorm", "activation", "conv", "batchnorm", "residual-add",
-                                                "activation"]
+    assert [layer.kind for layer in block] == [
+        "conv",
+        "batchnorm",
+        "activation",
+        "conv",
+        "batchnorm",
+        "residual-add",
+        "activation",
+    ]
     assert [layer.tags for layer in block][2] == ["branch-mid"]
 
 
@@ -101,8 +114,11 @@ def test_efficientnet_drop_path_sits_before_the_residual_add():
     assert drop_path
     assert all(c.where.endswith(f"before add() in {c.module_path.rsplit('.', 1)[0]}.forward") for c in drop_path)
     head = change(plan, "dropout")
-    assert head.where == "after global_pool (AdaptiveAvgPool2d) + flatten() in the model forward, before classifier (Linear)" \
+    assert (
+        head.where
+        == "after global_pool (AdaptiveAvgPool2d) + flatten() in the model forward, before classifier (Linear)"
         or head.where.endswith("before classifier (Linear)")
+    )
 
 
 def test_lstm_language_model_is_read_per_layer():
@@ -126,8 +142,12 @@ def test_torch_transformer_encoder_is_post_norm_with_four_sites_per_layer():
     spec = plan.inferred.spec
     assert (spec["arch"], spec["transformer"], spec["norm"], spec["layers"]) == ("transformer", "encoder", "post", 2)
     today = {c.module_path for c in plan.changes if c.existing}
-    assert {"encoder.layers.0.self_attn", "encoder.layers.0.dropout1", "encoder.layers.0.dropout",
-            "encoder.layers.0.dropout2"} <= today
+    assert {
+        "encoder.layers.0.self_attn",
+        "encoder.layers.0.dropout1",
+        "encoder.layers.0.dropout",
+        "encoder.layers.0.dropout2",
+    } <= today
 
 
 def test_gpt_shape_is_a_pre_norm_decoder():
@@ -186,8 +206,14 @@ def _transformers():
 
 def bert():
     transformers = _transformers()
-    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64)
+    cfg = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return transformers.BertForSequenceClassification(cfg), zoo.tokens(vocab=100)
 
 
@@ -199,8 +225,14 @@ def gpt2():
 
 def llama():
     transformers = _transformers()
-    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                   intermediate_size=64, max_position_embeddings=64)
+    cfg = transformers.LlamaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return transformers.LlamaForCausalLM(cfg), zoo.tokens(vocab=100)
 
 

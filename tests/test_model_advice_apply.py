@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 import io
 
+import model_advice_zoo as zoo
 import pytest
 import torch
 import torch.nn as nn
 
 import advisor
-import model_advice_zoo as zoo
 from advisor.advise.apply import DropPath, apply_plan
 from advisor.audit.api import audit
 from advisor.errors import UsageError
@@ -94,7 +94,7 @@ def test_eval_output_is_bit_identical(prepared):
 
 
 def test_model_eval_turns_every_new_site_off(prepared):
-    model, x, plan, _ = prepared
+    model, _, plan, _ = prepared
     apply_plan(model, plan)
     added = [m for m in model.modules() if isinstance(m, (nn.modules.dropout._DropoutNd, DropPath))]
     model.train()
@@ -116,7 +116,7 @@ def test_the_auditor_then_reports_exactly_the_plan_sites_and_no_finding(prepared
 
 
 def test_applying_twice_changes_nothing(prepared):
-    model, x, plan, _ = prepared
+    model, _, plan, _ = prepared
     apply_plan(model, plan)
     names = [n for n, _ in model.named_modules()]
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
@@ -165,7 +165,7 @@ def test_new_sites_drop_in_train_mode():
     handle = added[0].register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
     model(x)
     handle.remove()
-    (inp, out), = seen
+    ((inp, out),) = seen
     assert bool((out == 0).any()) and not bool((inp == 0).all())
 
 

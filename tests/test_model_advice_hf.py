@@ -22,8 +22,17 @@ def fields(advice) -> dict:
 
 
 def test_bert_fine_tuning_keeps_point_one_and_sets_the_classifier(tmp_path):
-    path = write(tmp_path, {"model_type": "bert", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-                            "classifier_dropout": None, "num_hidden_layers": 12, "hidden_size": 768})
+    path = write(
+        tmp_path,
+        {
+            "model_type": "bert",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "classifier_dropout": None,
+            "num_hidden_layers": 12,
+            "hidden_size": 768,
+        },
+    )
     advice = advise_config(path, regime="fine-tuning")
     f = fields(advice)
     assert advice.recipe == "bert-base"
@@ -49,8 +58,9 @@ def test_t5_v1_1_is_off_in_pretraining_and_point_one_in_fine_tuning(tmp_path):
 
 
 def test_llama_attention_dropout_stays_zero_with_the_no_dropout_source(tmp_path):
-    path = write(tmp_path, {"model_type": "llama", "attention_dropout": 0.0, "num_hidden_layers": 32,
-                            "hidden_size": 4096})
+    path = write(
+        tmp_path, {"model_type": "llama", "attention_dropout": 0.0, "num_hidden_layers": 32, "hidden_size": 4096}
+    )
     advice = advise_config(path, regime="fine-tuning")
     f = fields(advice)["attention_dropout"]
     assert advice.recipe and advice.recipe.startswith("llama")
@@ -72,8 +82,15 @@ def test_an_unknown_model_type_keeps_the_values_and_says_so(tmp_path):
 
 
 def test_the_lines_set_the_recommended_values(tmp_path):
-    path = write(tmp_path, {"model_type": "bert", "_name_or_path": "bert-base-uncased", "hidden_dropout_prob": 0.2,
-                            "architectures": ["BertForMaskedLM"]})
+    path = write(
+        tmp_path,
+        {
+            "model_type": "bert",
+            "_name_or_path": "bert-base-uncased",
+            "hidden_dropout_prob": 0.2,
+            "architectures": ["BertForMaskedLM"],
+        },
+    )
     advice = advise_config(path, regime="fine-tuning")
     assert advice.code[0].startswith('config = AutoConfig.from_pretrained("bert-base-uncased", ')
     assert "hidden_dropout_prob=0.1" in advice.code[0]

@@ -175,7 +175,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                 )
             )
 
-    latent = {}
+    latent: dict[int, list[Any]] = {}
     for lat in reading.latent:
         latent.setdefault(tagged.position_of(lat.position), []).append(lat)
     pending = [s for s in plan.sites if s.id not in outcome]
@@ -258,7 +258,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                 reason=site.reason,
                 recommendations=list(site.recommendations),
                 citations=list(site.citations),
-                change=action,  # type: ignore[arg-type]
+                change=action,
             )
         )
     order = {"keep": 0, "change": 1, "add": 2, "remove": 3, "cannot": 4}

@@ -148,8 +148,10 @@ def find_recipe(data: dict[str, Any], library: str, model: str, kb: KnowledgeBas
     best = min(sorted(cands, key=lambda r: r.key), key=distance)
     how = f"model_type '{model}'"
     if distance(best) > 0:
-        how += f" ({depth or '?'} layers × {width or '?'} here; {best.name} is {best.spec.get('layers', '?')} × " \
-               f"{best.spec.get('width', '?')}: the rates, not the size, are what carry over)"
+        how += (
+            f" ({depth or '?'} layers × {width or '?'} here; {best.name} is {best.spec.get('layers', '?')} × "
+            f"{best.spec.get('width', '?')}: the rates, not the size, are what carry over)"
+        )
     return best, how
 
 
@@ -211,7 +213,11 @@ def advise_config(
     if recipe is not None:
         for site in recipe.sites:
             for f in site.fields:
-                if f.startswith(prefix) and f[len(prefix) :] not in names and (library == "timm" or f[len(prefix) :] in data):
+                if (
+                    f.startswith(prefix)
+                    and f[len(prefix) :] not in names
+                    and (library == "timm" or f[len(prefix) :] in data)
+                ):
                     names.append(f[len(prefix) :])
     if library == "timm":
         names = [n for n in dict.fromkeys([*names, *TIMM_ARGS])]
@@ -236,8 +242,10 @@ def advise_config(
                 "Strong overfitting: the recipe records no higher fine-tuning rate, so the values stay; fewer "
                 "epochs, weight decay or more data come first."
             )
-    notes.append("Rates are copied into the modules when the model is built: set them in the config before "
-                 "from_pretrained / create_model, not on config afterwards.")
+    notes.append(
+        "Rates are copied into the modules when the model is built: set them in the config before "
+        "from_pretrained / create_model, not on config afterwards."
+    )
     code = _code(path, data, library, model, fields)
     return ConfigAdvice(
         file=str(path),
@@ -253,13 +261,18 @@ def advise_config(
     )
 
 
-def _field(name: str, data: dict[str, Any], recipe: Recipe | None, used: str | None, regime: str,
-           prefix: str) -> ConfigField:
+def _field(
+    name: str, data: dict[str, Any], recipe: Recipe | None, used: str | None, regime: str, prefix: str
+) -> ConfigField:
     present = name in data
     current = _number(data.get(name))
     if recipe is None or used is None:
         return ConfigField(
-            name=name, current=current, present=present, recommended=current, change="keep" if present else "none",
+            name=name,
+            current=current,
+            present=present,
+            recommended=current,
+            change="keep" if present else "none",
             reason="no reference recipe for this model: keep the configured value",
         )
     sites = [s for s in recipe.sites if f"{prefix}{name}" in s.fields]
@@ -315,8 +328,9 @@ def _decide(name: str, current: float | None, present: bool, p: float, why: str,
         change = "keep"
     else:
         change = "change"
-    return ConfigField(name=name, current=current, present=present, recommended=p, change=change, reason=why,
-                       sources=sources)
+    return ConfigField(
+        name=name, current=current, present=present, recommended=p, change=change, reason=why, sources=sources
+    )
 
 
 def _code(path: Path, data: dict[str, Any], library: str, model: str, fields: list[ConfigField]) -> list[str]:
@@ -326,9 +340,10 @@ def _code(path: Path, data: dict[str, Any], library: str, model: str, fields: li
     name = data.get("_name_or_path") or str(path.parent if str(path.parent) else ".")
     archs = data.get("architectures")
     cls = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else "AutoModel"
+    where = json.dumps(name)
     return [
-        f"config = AutoConfig.from_pretrained({json.dumps(name)}{', ' + args if args else ''})",
-        f"model = {cls}.from_pretrained({json.dumps(name)}, config=config)  # from transformers import AutoConfig, {cls}",
+        f"config = AutoConfig.from_pretrained({where}{', ' + args if args else ''})",
+        f"model = {cls}.from_pretrained({where}, config=config)  # from transformers import AutoConfig, {cls}",
     ]
 
 
@@ -342,8 +357,10 @@ def _v(x: float | None) -> str:
 def advice_text(a: ConfigAdvice) -> str:
     lines = [f"Dropout fields of {a.file} ({a.library}, {a.model}), for {a.regime}"]
     if a.recipe:
-        lines.append(f"Reference recipe: {a.recipe}, found by {a.recipe_how}" +
-                     (f"; values from its {a.recipe_regime} configuration" if a.recipe_regime else ""))
+        lines.append(
+            f"Reference recipe: {a.recipe}, found by {a.recipe_how}"
+            + (f"; values from its {a.recipe_regime} configuration" if a.recipe_regime else "")
+        )
     else:
         lines.append(f"Reference recipe: none ({a.recipe_how})")
     lines.append("")

@@ -340,6 +340,12 @@ def block_roots(ops: list[RawOp]) -> dict[int, str]:
 
 # ---- tagging ------------------------------------------------------------------------------------
 
+Raw = list[RawOp]
+Kinds = list[str]
+Tags = list[tuple[str, ...]]
+Blocks = list[int | None]
+Keep = list[bool]
+
 
 @dataclass
 class Tagged:
@@ -370,9 +376,7 @@ def layer_ops(reading: Reading, values: dict[str, Any]) -> Tagged:
     elif arch == "gnn":
         _tag_gnn(raw, kinds, tags, blocks, keep, gat=values.get("gnn") == "gat")
     else:
-        {"mlp": _tag_mlp, "cnn": _tag_cnn, "resnet": _tag_resnet, "rnn": _tag_rnn}[arch](
-            raw, kinds, tags, blocks, keep
-        )
+        {"mlp": _tag_mlp, "cnn": _tag_cnn, "resnet": _tag_resnet, "rnn": _tag_rnn}[arch](raw, kinds, tags, blocks, keep)
     ops: list[Op] = []
     refs: list[OpRef] = []
     index: list[int] = []
@@ -383,7 +387,7 @@ def layer_ops(reading: Reading, values: dict[str, Any]) -> Tagged:
         if i == 0:
             label = f"input ({reading.input_desc})"
             tags[i] = ("input",)
-        ops.append(Op(kind=kinds[i], label=label, tags=tags[i], block=blocks[i]))  # type: ignore[arg-type]
+        ops.append(Op(kind=kinds[i], label=label, tags=tags[i], block=blocks[i]))
         refs.append(o.ref)
         index.append(i)
     return Tagged(ops=ops, refs=refs, raw_index=index)
@@ -426,7 +430,7 @@ def _drop_leading(kinds: list[str], keep: list[bool], drop: tuple[str, ...]) -> 
             break
 
 
-def _tag_mlp(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped-def]
+def _tag_mlp(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     _drop_leading(kinds, keep, ("flatten",))
     block = -1
     for i, k in enumerate(kinds):
@@ -441,7 +445,7 @@ def _tag_mlp(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped
         blocks[i] = max(block, 0)
 
 
-def _tag_cnn(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped-def]
+def _tag_cnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     _fold_flatten(raw, kinds, keep)
     h = _head_start(raw)
     block = -1
@@ -463,7 +467,7 @@ def _tag_cnn(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped
             blocks[i] = max(fc, 0) if k in ("linear", "activation", "batchnorm") else None
 
 
-def _tag_resnet(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped-def]
+def _tag_resnet(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     _fold_flatten(raw, kinds, keep)
     h = _head_start(raw)
     adds = [i for i, k in enumerate(kinds) if k == "residual-add"]
@@ -476,17 +480,17 @@ def _tag_resnet(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-unty
     for i, o in enumerate(raw):
         if i == 0 or not keep[i] or i >= h:
             continue
-        root = _root_of(o.ref.path, roots)
-        if root is not None and first_block is None:
+        found = _root_of(o.ref.path, roots)
+        if found is not None and first_block is None:
             first_block = i
-        if root is None:
+        if found is None:
             tags[i] = ("stem",) if first_block is None else ("branch",)
             continue
-        b = roots.index(root)
+        b = roots.index(found)
         blocks[i] = b
         tags[i] = ("branch",)
     # in each block: an activation between two convolutions is mid-branch; one after the add is 'post'
-    for b, root in enumerate(roots):
+    for b in range(len(roots)):
         idx = [i for i in range(len(raw)) if blocks[i] == b and keep[i]]
         add_at = max((i for i in idx if kinds[i] == "residual-add"), default=None)
         for i in idx:
@@ -515,7 +519,7 @@ def _root_of(path: str, roots: list[str]) -> str | None:
     return best
 
 
-def _tag_rnn(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped-def]
+def _tag_rnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     layer = -1
     seen_rnn = False
     for i, k in enumerate(kinds):
@@ -534,7 +538,7 @@ def _tag_rnn(raw, kinds, tags, blocks, keep) -> None:  # type: ignore[no-untyped
             tags[i] = ("head",)
 
 
-def _tag_transformer(raw, kinds, tags, blocks, keep, post: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _tag_transformer(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep, post: bool = False) -> None:
     roots = block_roots(raw)
     order: list[str] = []
     for i in range(len(raw)):
@@ -585,7 +589,7 @@ def _side(path: str, both: bool) -> tuple[str, ...]:
     return ("decoder",) if "decoder" in path else ("encoder",)
 
 
-def _tag_block(raw, kinds, tags, idx: list[int], side: tuple[str, ...], post: bool) -> None:  # type: ignore[no-untyped-def]
+def _tag_block(raw: Raw, kinds: Kinds, tags: Tags, idx: list[int], side: tuple[str, ...], post: bool) -> None:
     """Split a block at its residual adds; each piece is an attention or a feed-forward sub-layer."""
     segments: list[list[int]] = []
     cur: list[int] = []
@@ -615,7 +619,7 @@ def _tag_block(raw, kinds, tags, idx: list[int], side: tuple[str, ...], post: bo
             tags[i] = (t, *side)
 
 
-def _tag_gnn(raw, kinds, tags, blocks, keep, gat: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _tag_gnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep, gat: bool = False) -> None:
     """Graph layers: GCN's X·W and Â·(…) are one graph convolution; GAT keeps W·h, its coefficients and the sum."""
     tag = "gat" if gat else "gcn"
     conv = ("graph-conv", "output")

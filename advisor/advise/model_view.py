@@ -114,7 +114,9 @@ def _shape(node: Any) -> str:
     """A node's rendering with block numbers and site ids masked (to find repeated blocks)."""
     label, marks, children = node
     label = _SITE_ID.sub("S", _NUM.sub("# (", label))
-    return label + "|" + "|".join(_SITE_ID.sub("S", m) for m in marks) + "[" + ",".join(_shape(c) for c in children) + "]"
+    return (
+        label + "|" + "|".join(_SITE_ID.sub("S", m) for m in marks) + "[" + ",".join(_shape(c) for c in children) + "]"
+    )
 
 
 def _collapse(children: list[Any]) -> list[Any]:
@@ -134,8 +136,12 @@ def _collapse(children: list[Any]) -> list[Any]:
             shown = f" [{ids[0]} … {ids[-1]}]" if len(ids) > 1 else (f" [{ids[0]}]" if ids else "")
             cls = node[0].split(" (", 1)[1].rstrip(")")
             out.append(
-                (f"{first.group(1) if first else '?'} … {last.group(1) if last else '?'} ({cls} ×{j - i - 1}): "
-                 f"built and changed like {node[0].split(' ', 1)[0]}{shown}", [], [])
+                (
+                    f"{first.group(1) if first else '?'} … {last.group(1) if last else '?'} ({cls} ×{j - i - 1}): "
+                    f"built and changed like {node[0].split(' ', 1)[0]}{shown}",
+                    [],
+                    [],
+                )
             )
         i = j
     return out
@@ -181,17 +187,25 @@ def _inferred_lines(plan: ModelPlan) -> list[str]:
             out.append(f"  {key} = {spec.get(key)} (flag)")
     out[0] += f" ({inf.evidence.get('arch', '')})" if inf.evidence.get("arch") else ""
     if inf.recipe:
-        out.append(f"Reference recipe: {inf.recipe}, recognised by {inf.recipe_how} (--base NAME or --base none to change)")
-    situation = ", ".join(f"{k}={spec[k]:,}" if isinstance(spec[k], int) and not isinstance(spec[k], bool)
-                          else f"{k}={spec[k]}" for k in SITUATION if k in spec)
+        out.append(
+            f"Reference recipe: {inf.recipe}, recognised by {inf.recipe_how} (--base NAME or --base none to change)"
+        )
+    situation = ", ".join(
+        f"{k}={spec[k]:,}" if isinstance(spec[k], int) and not isinstance(spec[k], bool) else f"{k}={spec[k]}"
+        for k in SITUATION
+        if k in spec
+    )
     out.append(f"Situation: {situation}")
     return out
 
 
 def plan_text(plan: ModelPlan) -> str:
     """The plan as plain text (what ``dropout-advisor recommend TARGET`` prints)."""
-    lines = [f"Dropout plan for {plan.target or plan.model_class} ({plan.model_class}; input {plan.inputs}; "
-             f"traced on {plan.device})", ""]
+    lines = [
+        f"Dropout plan for {plan.target or plan.model_class} ({plan.model_class}; input {plan.inputs}; "
+        f"traced on {plan.device})",
+        "",
+    ]
     lines += _inferred_lines(plan)
     counts = plan.counts()
     lines += ["", "Changes: " + ", ".join(f"{n} {a}" for a, n in counts.items()), ""]
@@ -203,8 +217,9 @@ def plan_text(plan: ModelPlan) -> str:
         for group in _site_groups(plan.sites):
             s = group[0]
             ids = s.id if len(group) == 1 else f"{s.id} … {group[-1].id} ({len(group)} places)"
-            lines.append(f"  {ids}  {s.kind} p={s.p:g} (range {s.p_range[0]:g}–{s.p_range[1]:g}, "
-                         f"{s.schedule})  [{s.change}]")
+            lines.append(
+                f"  {ids}  {s.kind} p={s.p:g} (range {s.p_range[0]:g}–{s.p_range[1]:g}, {s.schedule})  [{s.change}]"
+            )
             lines.append(f"      {_where(s)}" + (" …" if len(group) > 1 else ""))
             lines.append(f"      why: {s.reason}")
             lines.append(f"      sources: {', '.join(s.recommendations)} · {', '.join(s.citations)}")
@@ -261,8 +276,10 @@ def plan_markdown(plan: ModelPlan) -> str:
     for group in _site_groups(plan.sites):
         s = group[0]
         ids = s.id if len(group) == 1 else f"{s.id} … {group[-1].id} ({len(group)} places)"
-        out.append(f"- **{ids}** `{s.kind}` p={s.p:g} ({s.change}): {_where(s)}. {s.reason} "
-                   f"({', '.join(s.recommendations)}; {', '.join(s.citations)})")
+        out.append(
+            f"- **{ids}** `{s.kind}` p={s.p:g} ({s.change}): {_where(s)}. {s.reason} "
+            f"({', '.join(s.recommendations)}; {', '.join(s.citations)})"
+        )
     if plan.avoid:
         out += ["", "## Avoid", ""]
         out += [f"- {a.where}: {a.reason} ({', '.join(a.recommendations)})" for a in plan.avoid]

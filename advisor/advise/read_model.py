@@ -264,8 +264,12 @@ class _Reader:
         self.op_events: dict[int, list[int]] = {}  # event -> indices in self.ops of ops emitted at it
         self.zero: list[Latent] = []  # sites of today that run at p = 0 (filled by locate_existing)
         self.gat: dict[int, int | None] = {}  # neighbour softmax event -> the aggregation that reads it
-        self.t_inputs = [tuple(s) for e in self.ev for k, s in enumerate(e.in_shapes) if k < len(e.producers)
-                         and e.producers[k] == -1]
+        self.t_inputs = [
+            tuple(s)
+            for e in self.ev
+            for k, s in enumerate(e.in_shapes)
+            if k < len(e.producers) and e.producers[k] == -1
+        ]
 
     # -- event categories --
 
@@ -371,7 +375,7 @@ class _Reader:
         for i, c in enumerate(self.cat):
             if c == "attention":
                 e = self.ev[i]
-                owner = e.owner if e.kind == "function" else e.owner
+                owner = e.owner
                 if e.kind == "module":
                     # nn.MultiheadAttention: one atomic event holds the projections, softmax and output
                     self.attn_pairs.append((i, i, None, owner))
@@ -462,16 +466,17 @@ class _Reader:
         seen2 = {values}
         while todo2 and out_proj is None:
             cur = todo2.pop(0)
-            for c in self.t.consumers.get(cur, ()):
-                if c in seen2:
+            for nxt in self.t.consumers.get(cur, ()):
+                if nxt in seen2:
                     continue
-                seen2.add(c)
-                cc = self.cat[c]
-                if cc in ("shape", "dropout", "other") and not (cc == "other" and self.ev[c].op == "add"):
-                    self.absorbed.add(c) if cc == "shape" else None
-                    todo2.append(c)
-                elif cc == "linear" and self._inside(self.ev[c].owner, parent if parent else owner):
-                    out_proj = c
+                seen2.add(nxt)
+                cc = self.cat[nxt]
+                if cc in ("shape", "dropout", "other") and not (cc == "other" and self.ev[nxt].op == "add"):
+                    if cc == "shape":
+                        self.absorbed.add(nxt)
+                    todo2.append(nxt)
+                elif cc == "linear" and self._inside(self.ev[nxt].owner, parent if parent else owner):
+                    out_proj = nxt
                     break
         self.attn_pairs.append((weights, values, out_proj, owner))
         if out_proj is not None:
@@ -526,30 +531,31 @@ class _Reader:
         return False
 
     def _common_ancestor(self, a: int, b: int, limit: int = 20000) -> int | None:
-        """The latest event both inputs derive from (-1: the model input), walking back in event order."""
+        """The latest event both inputs derive from (-1: the model input), or None.
+
+        Walks back in decreasing event order: when an event is taken from the heap every later event
+        has been, so its two side bits are final, and the first event reached from both sides is the
+        latest common ancestor.
+        """
         if a == b:
             return a
-        seen: dict[int, int] = {a: 1, b: 2}
-        heap = [(-a, a), (-b, b)]
+        side: dict[int, int] = {a: 1, b: 2}
+        heap = [-a, -b]
         steps = 0
         while heap and steps < limit:
-            _, cur = heapq.heappop(heap)
+            cur = -heapq.heappop(heap)
             steps += 1
-            side = seen[cur]
-            if side == 3:
+            if side[cur] == 3:
                 return cur
             if cur < 0:
                 continue
             for p in self.ev[cur].producers:
                 if p == -2:
                     continue
-                old = seen.get(p, 0)
-                if old | side != old:
-                    seen[p] = old | side
-                    if seen[p] == 3:
-                        if p == -1 or all(s != 3 for s in (seen.get(x, 0) for _, x in heap if x > p)):
-                            return p
-                    heapq.heappush(heap, (-p, p))
+                if p not in side:
+                    side[p] = 0
+                    heapq.heappush(heap, -p)
+                side[p] |= side[cur]
         return None
 
     def _path_ops(self, start: int, stop: int) -> list[int]:
@@ -684,15 +690,26 @@ class _Reader:
         for i, e in enumerate(self.ev):
             c = self.cat[i]
             if i in self.gat:
-                self._emit("attention-weights", f"softmax over neighbours in {_show(e.owner)} (attention coefficients)",
-                           self._ref(i), i, attention_owner=e.owner, gat=True)
+                self._emit(
+                    "attention-weights",
+                    f"softmax over neighbours in {_show(e.owner)} (attention coefficients)",
+                    self._ref(i),
+                    i,
+                    attention_owner=e.owner,
+                    gat=True,
+                )
                 continue
             if i in self.gat.values():
-                self._emit("graph-conv", f"aggregate Σ_j α_ij·W·h_j ({_cls(e)}) in {_show(e.owner)}", self._ref(i), i,
-                           adjacency=True)
+                self._emit(
+                    "graph-conv",
+                    f"aggregate Σ_j α_ij·W·h_j ({_cls(e)}) in {_show(e.owner)}",
+                    self._ref(i),
+                    i,
+                    adjacency=True,
+                )
                 continue
             if i in weights_at:
-                w, v, o, owner = weights_at[i]
+                _, v, o, owner = weights_at[i]
                 cls = "nn.MultiheadAttention" if e.kind == "module" else e.name
                 where = owner or "<model>"
                 self._emit(
@@ -726,7 +743,7 @@ class _Reader:
                     )
                 continue
             if i in values_at and i not in weights_at:
-                w, v, o, owner = values_at[i]
+                owner = values_at[i][3]
                 self._emit(
                     "attention",
                     f"· V in {owner or '<model>'}",
@@ -736,7 +753,7 @@ class _Reader:
                 )
                 continue
             if i in out_proj_at:
-                w, v, o, owner = out_proj_at[i]
+                owner = out_proj_at[i][3]
                 self._emit(
                     "attention", f"· V, output projection {e.owner} ({e.name})", self._ref(i), i, attention_owner=owner
                 )
@@ -763,8 +780,8 @@ class _Reader:
                 if c == "embedding":
                     op.ref.hook_before = None  # token ids: nothing to drop before a lookup
             elif c == "pool":
-                o = e.out_shapes[0] if e.out_shapes else ()
-                kind = "global-pool" if len(o) >= 3 and all(d == 1 for d in o[2:]) else "pool"
+                shape = e.out_shapes[0] if e.out_shapes else ()
+                kind = "global-pool" if len(shape) >= 3 and all(d == 1 for d in shape[2:]) else "pool"
                 self._emit(kind, f"{_show(e.owner)} ({_cls(e)})", self._ref(i), i)
             elif c == "reduce":
                 self._emit("global-pool", f"{_cls(e)} in {_show(e.owner)}", self._ref(i), i, reduce=True)
@@ -827,10 +844,8 @@ class _Reader:
         """Two linears reading one tensor in one module (gate and up projections), with nothing between."""
         a = self.ops[sib].ref.path.rpartition(".")[0]
         b = self.ev[i].owner.rpartition(".")[0]
-        return (
-            a == b
-            and sib == len(self.ops) - 1
-            or (a == b and all(o.kind in ("activation",) for o in self.ops[sib + 1 :]))
+        return (a == b and sib == len(self.ops) - 1) or (
+            a == b and all(o.kind in ("activation",) for o in self.ops[sib + 1 :])
         )
 
     def _reads_input(self, i: int) -> bool:

@@ -122,7 +122,11 @@ def _structure(values: dict[str, Any], kb: KnowledgeBase) -> Recognized | None:
     """A recipe whose every architecture field but the width equals the model's (CIFAR-sized VGG-16s too)."""
     for r in sorted(kb.recipes.values(), key=lambda r: r.key):
         keys = [k for k in STRUCTURAL if k in r.spec and k != "width"]
-        if len(keys) >= 5 and r.spec.get("arch") == values.get("arch") and all(values.get(k) == r.spec[k] for k in keys):
+        if (
+            len(keys) >= 5
+            and r.spec.get("arch") == values.get("arch")
+            and all(values.get(k) == r.spec[k] for k in keys)
+        ):
             shown = ", ".join(f"{k}={r.spec[k]}" for k in keys if k != "arch")
             exact = values.get("width") == r.spec.get("width")
             width = "" if exact else f"; width {values.get('width')} here, {r.spec.get('width')} in {r.name}"

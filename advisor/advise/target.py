@@ -96,7 +96,9 @@ def _plan_target(
     if placement == "mixed":
         if device == "meta":
             return run(model.to("meta"), "meta")
-        notes.append("the model is only partly built on the meta device (legacy torch.Tensor(n) parameters); read on CPU")
+        notes.append(
+            "the model is only partly built on the meta device (legacy torch.Tensor(n) parameters); read on CPU"
+        )
         del model
         return run(load.build(target, kwargs, "cpu"), "cpu")
     try:
