@@ -540,7 +540,7 @@ class _Reader:
         if a == b:
             return a
         side: dict[int, int] = {a: 1, b: 2}
-        heap = [-a, -b]
+        heap = sorted((-a, -b))
         steps = 0
         while heap and steps < limit:
             cur = -heapq.heappop(heap)
