@@ -105,12 +105,13 @@ def _mlp(r: Reading, inf: Inferred, model: Any) -> None:
 
 
 def _head_start(ops: list[RawOp]) -> int:
-    """Index of the first operation of a conv net's head (flatten, global pool or the first Linear)."""
-    for i, o in enumerate(ops):
-        if o.kind in ("flatten", "global-pool") or (o.kind in ("linear", "output") and i > 0):
-            if o.kind in ("linear", "output") and any(x.kind == "conv" for x in ops[i + 1 :]):
-                continue
-            return i
+    """Index of the first operation of a conv net's head: the first flatten or global pool after the last
+    convolution, else the first Linear after it (ConvNeXt's block MLPs stay in the conv stack)."""
+    last_conv = max((i for i, o in enumerate(ops) if o.kind == "conv"), default=0)
+    for kinds in (("flatten", "global-pool"), ("linear", "output")):
+        for i in range(last_conv + 1, len(ops)):
+            if ops[i].kind in kinds:
+                return i
     return len(ops)
 
 
@@ -457,6 +458,9 @@ def _tag_cnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> 
             if k == "conv":
                 block += 1
             tags[i] = ("conv",)
+            if k == "activation" and _after_linear(kinds, keep, i):
+                # a Linear inside a conv block (ConvNeXt's channels-last MLP): not a conv feature map
+                tags[i] = ("conv-mlp",)
             blocks[i] = max(block, 0)
         elif k == "output":
             tags[i] = ("final",)
@@ -465,6 +469,13 @@ def _tag_cnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> 
                 fc += 1
             tags[i] = ("head",)
             blocks[i] = max(fc, 0) if k in ("linear", "activation", "batchnorm") else None
+
+
+def _after_linear(kinds: Kinds, keep: Keep, i: int) -> bool:
+    j = i - 1
+    while j > 0 and (not keep[j] or kinds[j] in ("batchnorm", "layernorm")):
+        j -= 1
+    return kinds[j] == "linear"
 
 
 def _tag_resnet(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
