@@ -362,3 +362,19 @@ def test_import_advisor_stays_torch_free():
     code = "import sys, advisor; advisor.recommend_for; advisor.apply_plan; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_torchscript_module_is_refused_with_a_hint():
+    from advisor.errors import UsageError
+
+    scripted = torch.jit.script(zoo.MLP())
+    with pytest.raises(UsageError, match="frozen graph") as info:
+        advisor.recommend_for(scripted, zoo.features())
+    assert "eager" in (info.value.hint or "")
+
+
+def test_something_else_than_a_module_is_refused():
+    from advisor.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs a torch.nn.Module"):
+        advisor.recommend_for(lambda x: x, zoo.features())

@@ -192,12 +192,17 @@ def _train_trace(model: nn.Module, example_inputs: Any, seed: int) -> tr.Trace:
     """One train-mode forward through the auditor's tracer, restoring everything afterwards."""
     from advisor.audit import api
 
-    if not isinstance(model, nn.Module):
-        from advisor.errors import UsageError
+    from advisor.errors import UsageError
 
+    if not isinstance(model, nn.Module):
         raise UsageError(
             f"recommend_for() needs a torch.nn.Module, got {type(model).__name__}",
             hint="pass the built model, e.g. Net()",
+        )
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UsageError(
+            "a TorchScript module is a frozen graph: its dropout cannot be planned or changed in place",
+            hint="plan for the eager nn.Module it was scripted or traced from (audit checks the frozen graph)",
         )
     device = api._model_device(model)
     args, kwargs = api._split_inputs(example_inputs, device)
