@@ -364,6 +364,7 @@ def test_import_advisor_stays_torch_free():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_a_torchscript_module_is_refused_with_a_hint():
     from advisor.errors import UsageError
 

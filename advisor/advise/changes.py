@@ -62,7 +62,8 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     refs: list[OpRef] = tagged.refs
     kinds = [op.kind for op in tagged.ops]
     planned: dict[int, list[Any]] = {}
-    for site in plan.sites:
+    real = [site for site in plan.sites if site.p > 0]  # a site at p = 0 is no dropout
+    for site in real:
         planned.setdefault(site.position, []).append(site)
     outcome: dict[str, tuple[str, str]] = {}  # plan site id -> (change action, module path)
     changes: list[Change] = []
@@ -178,7 +179,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     latent: dict[int, list[Any]] = {}
     for lat in reading.latent:
         latent.setdefault(tagged.position_of(lat.position), []).append(lat)
-    pending = [s for s in plan.sites if s.id not in outcome]
+    pending = [s for s in real if s.id not in outcome]
     want = {s.position: s for s in pending}
     for site in pending:
         pos = site.position
@@ -234,7 +235,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
 
     changes = _shared_holders(changes, outcome)
     sites = []
-    for site in plan.sites:
+    for site in real:
         action, path = outcome.get(site.id, ("add", ""))
         pos = site.position
         a, b = refs[pos - 1], refs[pos] if pos < len(refs) else refs[-1]

@@ -157,7 +157,7 @@ class Reading:
 
 
 def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Reading:
-    """Trace ``model`` once in train mode and once through the auditor, and read its structure.
+    """Audit ``model`` (train and eval forwards) and read its structure from the train-mode trace.
 
     ``example_inputs``: one tensor, a tuple of positional inputs, or a dict of keyword inputs. The
     model is left as it was found (modes, buffers, random-number state). Raises
@@ -165,8 +165,17 @@ def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Readi
     """
     from advisor.audit import api
 
-    train = _train_trace(model, example_inputs, seed)
-    report = api.audit(model, example_inputs, check_determinism=False, seed=seed)
+    _check_model(model)
+    traces: list[tr.Trace] = []
+    report = api.audit(model, example_inputs, check_determinism=False, seed=seed, traces_out=traces)
+    if not traces:
+        from advisor.errors import UsageError
+
+        raise UsageError(
+            f"{type(model).__name__} is a frozen graph: its dropout cannot be planned or changed in place",
+            hint="plan for the eager nn.Module it was exported from",
+        )
+    train = traces[0]
     reader = _Reader(model, train)
     reader.run()
     existing = reader.locate_existing(report.sites)
@@ -188,10 +197,7 @@ def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Readi
     )
 
 
-def _train_trace(model: nn.Module, example_inputs: Any, seed: int) -> tr.Trace:
-    """One train-mode forward through the auditor's tracer, restoring everything afterwards."""
-    from advisor.audit import api
-
+def _check_model(model: Any) -> None:
     from advisor.errors import UsageError
 
     if not isinstance(model, nn.Module):
@@ -204,24 +210,6 @@ def _train_trace(model: nn.Module, example_inputs: Any, seed: int) -> tr.Trace:
             "a TorchScript module is a frozen graph: its dropout cannot be planned or changed in place",
             hint="plan for the eager nn.Module it was scripted or traced from (audit checks the frozen graph)",
         )
-    device = api._model_device(model)
-    args, kwargs = api._split_inputs(example_inputs, device)
-    paths = tr.module_paths(model)
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = api._snapshot_buffers(model)
-    try:
-        with api._quiet(), torch.no_grad(), api._forked_rng(device), api._device_ctx(device):
-            api._seed_all(seed)
-            model.train(True)
-            tracer = tr.Tracer(model, paths, fast_meta=device.type == "meta")
-            try:
-                return tracer.run(model, api._clone(args), api._clone(kwargs), training=True)
-            except tr.TraceFailure as failure:
-                raise api._run_error(failure, "train", args, kwargs, model) from None
-    finally:
-        for m, was in modes:
-            m.training = was
-        api._restore_buffers(buffers)
 
 
 # ---- the reader ---------------------------------------------------------------------------------
@@ -610,52 +598,51 @@ class _Reader:
             return False  # a pre-hook sees only the query, not the keys and values
         return self.t.calls.get(path, 0) == base_calls
 
+    def _resolve(self, p: int) -> int:
+        """An event's producer seen through shape-only calls (a module returning ``x.view(...)``)."""
+        while p >= 0 and self.cat[p] == "shape" and self.ev[p].producers:
+            p = self.ev[p].producers[0]
+        return p
+
+    def _span_of(self, path: str, idx: int) -> tr.Span | None:
+        """The call of module ``path`` that ran event ``idx`` (module calls are slices of the event list)."""
+        for span in self.t.spans.get(path, ()):
+            if span.start <= idx < span.end:
+                return span
+        return None
+
     def _hook_after(self, idx: int) -> str | None:
         """The outermost module whose forward returns exactly this event's output (a forward hook's place)."""
-        e = self.ev[idx]
-        nxt = next((j for j in range(idx + 1, len(self.ev)) if self._real(j)), None)
         found = None
         calls = None
         for path in self._targets(idx):
-            if e.kind == "function" and path == e.owner and self.modules.get(path) is not None:
-                m = self.modules[path]
-                if any(True for _ in m.children()) and nxt is not None and self._within(self.ev[nxt].owner, path):
-                    break  # more work follows in the same forward
-            if nxt is not None and self._within(self.ev[nxt].owner, path):
+            span = self._span_of(path, idx)
+            if span is None or not span.out_producers or self._resolve(span.out_producers[0]) != idx:
                 break
             calls = self.t.calls.get(path, 0) if calls is None else calls
             if self._hookable(path, calls):
                 found = path
-            elif isinstance(self.modules.get(path), (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-                continue
-            else:
+            elif not isinstance(self.modules.get(path), (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
                 break
         return found
 
     def _hook_before(self, idx: int) -> str | None:
         """The outermost module whose first input is exactly this event's input (a forward pre-hook's place)."""
-        e = self.ev[idx]
-        prev = next((j for j in range(idx - 1, -1, -1) if self._real(j)), None)
         src = self._producer(idx, 0)
         found = None
         calls = None
         for path in self._targets(idx):
-            if prev is not None and self._within(self.ev[prev].owner, path):
+            span = self._span_of(path, idx)
+            if span is None or not span.in_producers or self._resolve(span.in_producers[0]) != self._resolve(src):
                 break
-            if src >= 0 and self._within(self.ev[src].owner, path):
-                break
-            if e.kind == "function" and path == e.owner:
-                m = self.modules[path]
-                if any(True for _ in m.children()) and prev is not None and self._within(self.ev[prev].owner, path):
-                    break
+            if any(self._real(j) for j in range(span.start, idx)):
+                break  # the module does something else first
             calls = self.t.calls.get(path, 0) if calls is None else calls
             if self._hookable(path, calls, before=True):
                 found = path
-            elif isinstance(
+            elif not isinstance(
                 self.modules.get(path), (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.MultiheadAttention)
             ):
-                continue
-            else:
                 break
         return found
 
@@ -965,7 +952,9 @@ class _Reader:
                     else:
                         positions.add(_gap(starts, i))
                 ex.positions = sorted(positions)
-                if s.source == "function":
+                if s.source == "function" and getattr(s, "rate_from", None):
+                    ex.holder = RateHolder(s.rate_from, "p", "module p (read by a fused call)")
+                elif s.source == "function":
                     ex.holder = self._holder_for_call(s.module, s.p, s.kind)
             if ex.p == 0.0 and ex.positions:
                 # runs at p = 0: nothing drops today, but its rate can be raised
@@ -1005,7 +994,7 @@ class _Reader:
             if not k.startswith("_")
             and isinstance(v, float)
             and abs(v - p) < 1e-12
-            and re.search(r"drop|^p$|prob|rate", k, re.I)
+            and re.search(r"drop|(^|_)p$|prob|rate", k, re.I)
         ]
         if kind == "attention-dropout" and len(floats) > 1:
             floats = [k for k in floats if "att" in k.lower()] or floats
