@@ -539,7 +539,7 @@ class GATLayer(nn.Module):
         e = F.leaky_relu(wh @ self.a_src + (wh @ self.a_dst).T, 0.2)
         att = torch.softmax(torch.where(adj > 0, e, torch.full_like(e, -9e15)), dim=1)
         att = F.dropout(att, self.p, self.training)
-        return att @ wh
+        return att @ F.dropout(wh, self.p, self.training)  # the authors' code drops the features too
 
 
 class OpaqueGATLayer(nn.Module):

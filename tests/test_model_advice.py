@@ -187,7 +187,11 @@ def test_gcn_is_read_as_graph_convolutions():
 def test_gat_is_read_with_its_coefficients():
     plan = plan_for(zoo.GAT(), zoo.graph_inputs())
     assert plan.inferred.spec["gnn"] == "gat"
-    assert kinds(plan, "gat") == ["linear", "attention-weights", "graph-conv", "linear", "attention-weights", "output"]
+    layer = ["linear", "attention-weights", "attention"]  # W·h, the coefficients, the values the sum reads
+    assert kinds(plan, "gat") == [*layer, "graph-conv", *layer, "output"]
+    # the dropout on W·h feeds the aggregation's values: it sits before the sum, whatever the order it ran in
+    values = [c for c in plan.changes if c.where.startswith("after values(W·h) in l1.forward")]
+    assert len(values) == 1 and values[0].p_from == 0.6
 
 
 # ---- transformers models built from small configs -----------------------------------------------

@@ -449,6 +449,9 @@ def _tag_mlp(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> 
 def _tag_cnn(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     _fold_flatten(raw, kinds, keep)
     h = _head_start(raw)
+    if h < len(raw) and kinds[h] == "global-pool" and any(kinds[j] == "linear" for j in range(h + 1, len(raw))):
+        # pooled to 1x1 and flattened, then hidden FC layers: the head of an FC-head CNN starts with a flatten
+        kinds[h] = "flatten"
     block = -1
     fc = -1
     for i, k in enumerate(kinds):

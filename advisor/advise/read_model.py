@@ -692,6 +692,14 @@ class _Reader:
                 )
                 continue
             if i in self.gat.values():
+                # the aggregation reads the coefficients and the transformed features W·h_j (GAT's third dropout)
+                self._emit(
+                    "attention",
+                    f"values: W·h_j read by the aggregation in {_show(e.owner)}",
+                    OpRef(path=e.owner, cls="values(W·h)", first=i, last=i),
+                    i,
+                    gat_values=True,
+                )
                 self._emit(
                     "graph-conv",
                     f"aggregate Σ_j α_ij·W·h_j ({_cls(e)}) in {_show(e.owner)}",
@@ -773,7 +781,8 @@ class _Reader:
                     op.ref.hook_before = None  # token ids: nothing to drop before a lookup
             elif c == "pool":
                 shape = e.out_shapes[0] if e.out_shapes else ()
-                kind = "global-pool" if len(shape) >= 3 and all(d == 1 for d in shape[2:]) else "pool"
+                adaptive = "adaptive" in e.name.lower() or "global" in e.name.lower()
+                kind = "global-pool" if adaptive and len(shape) >= 3 and all(d == 1 for d in shape[2:]) else "pool"
                 self._emit(kind, f"{_show(e.owner)} ({_cls(e)})", self._ref(i), i)
             elif c == "reduce":
                 self._emit("global-pool", f"{_cls(e)} in {_show(e.owner)}", self._ref(i), i, reduce=True)
@@ -894,6 +903,26 @@ class _Reader:
 
     # -- locating what drops today --
 
+    def _gap_for(self, starts: list[int], event: int) -> int:
+        """The gap a dropout event sits in: by execution order, except where data flow says otherwise (a
+        GAT's dropout on W·h runs before the aggregation whatever the order: it feeds its values operand)."""
+        aggregations = {a for a in self.gat.values() if a is not None}
+        if aggregations:
+            for c in self._consumers(event):
+                if c in aggregations and len(self.ev[c].producers) > 1 and self._drops_into(event, c, 1):
+                    k = self._op_at(c, "graph-conv")
+                    if k is None:
+                        k = self._op_at(c, "output")
+                    if k is not None:
+                        return k
+        return _gap(starts, event)
+
+    def _drops_into(self, event: int, consumer: int, operand: int) -> bool:
+        p = self.ev[consumer].producers[operand]
+        while p >= 0 and p != event and self.cat[p] in ("shape", "dropout") and self.ev[p].producers:
+            p = self.ev[p].producers[0]
+        return p == event
+
     def locate_existing(self, sites: list[Any]) -> list[Existing]:
         starts = [op.ref.first for op in self.ops]
         by_owner_module: dict[str, list[int]] = {}
@@ -923,7 +952,7 @@ class _Reader:
                 ex.holder = RateHolder(s.module, "dropout", "RNN dropout")
             elif s.source == "module":
                 evs = by_owner_module.get(s.module, [])
-                ex.positions = sorted({_gap(starts, i) for i in evs})
+                ex.positions = sorted({self._gap_for(starts, i) for i in evs})
                 if m is not None and isinstance(getattr(m, "p", None), (int, float)):
                     ex.holder = RateHolder(s.module, "p", "module p")
                 else:
@@ -950,7 +979,7 @@ class _Reader:
                         if k is not None:
                             positions.add(k + 1)
                     else:
-                        positions.add(_gap(starts, i))
+                        positions.add(self._gap_for(starts, i))
                 ex.positions = sorted(positions)
                 if s.source == "function" and getattr(s, "rate_from", None):
                     ex.holder = RateHolder(s.rate_from, "p", "module p (read by a fused call)")
