@@ -116,7 +116,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                         site=",".join(ids),
                         p_to=site.p,
                         how=f"the rate of {ex.op} in {ex.module_path or '<model>'}.forward is not read from an "
-                        f"attribute: edit the call to use p={site.p:g}",
+                        f"attribute: edit the call to use p={site.p:g}" + _library(reading, ex.module_path),
                         reason=site.reason,
                         **base,
                     )
@@ -154,7 +154,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                         action="cannot",
                         p_to=0.0,
                         how=f"the rate of {ex.op} in {ex.module_path or '<model>'}.forward is not read from an "
-                        "attribute: delete the call",
+                        "attribute: delete the call" + _library(reading, ex.module_path),
                         reason=reason,
                         **base,
                     )
@@ -210,14 +210,8 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
         step = _insertion(refs, pos, site, want, cls) if cls else None
         if step is None:
             outcome[site.id] = ("cannot", refs[pos - 1].path)
-            changes.append(
-                Change(
-                    action="cannot",
-                    module_path=refs[pos - 1].path if pos > 0 else "",
-                    how=_cannot_insert(site, refs, kinds, pos, cls),
-                    **base,
-                )
-            )
+            how = _cannot_insert(site, refs, kinds, pos, cls) + _library(reading, refs[pos - 1].path if pos > 0 else "")
+            changes.append(Change(action="cannot", module_path=refs[pos - 1].path if pos > 0 else "", how=how, **base))
             continue
         path = f"{step.path}.{step.child}" if step.path else str(step.child)
         outcome[site.id] = ("add", path)
@@ -355,6 +349,17 @@ def _insertion(refs: list[OpRef], pos: int, site: Any, want: dict[int, Any], cls
                 positions=gaps,
             )
     return None
+
+
+def _library(reading: Any, path: str) -> str:
+    """Where the forward to edit is a library's code, say so: the user sets a rate there, never edits it."""
+    package = reading.packages.get(path)
+    if package is None:
+        return ""
+    return (
+        f" — but this forward is {package}'s code, not yours: set the rate through the library's config or "
+        "constructor arguments (recommend --hf-config for transformers and timm), or report it upstream"
+    )
 
 
 def _child(kind: str, base: str) -> str:

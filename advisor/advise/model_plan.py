@@ -213,6 +213,11 @@ def recommend_for(
     tagged = layer_ops(reading, resolved.model_dump())
     plan = recommend(spec, kb, ops=tagged.ops)
     reading.notes.extend(notes or [])
+    if isinstance(getattr(getattr(model, "config", None), "model_type", None), str):
+        reading.notes.append(
+            "apply_plan changes the built modules, not model.config: a model saved and loaded again takes its "
+            "rates from the config, so set the same values there too ('recommend --hf-config' lists the fields)"
+        )
     return _build(reading, inferred, overridden, recognized, tagged, plan, spec, target)
 
 

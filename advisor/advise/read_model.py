@@ -151,6 +151,7 @@ class Reading:
     input_desc: str
     report: Any  # the audit report of the same model (sites and findings)
     module_classes: dict[str, str] = field(default_factory=dict)  # every module path -> class name, in order
+    packages: dict[str, str] = field(default_factory=dict)  # module path -> 'transformers 5.24.0' (library code)
 
 
 # ---- entry point --------------------------------------------------------------------------------
@@ -194,7 +195,20 @@ def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Readi
         input_desc=desc,
         report=report,
         module_classes={path: type(m).__name__ for path, m in model.named_modules()},
+        packages=_packages(model),
     )
+
+
+def _packages(model: nn.Module) -> dict[str, str]:
+    """Modules whose forward is a library's code (torch, transformers, timm ...), with the library's version."""
+    from advisor.audit.analysis import package_version, third_party_package
+
+    out = {}
+    for path, m in model.named_modules():
+        top = third_party_package(type(m))
+        if top is not None:
+            out[path] = package_version(top)
+    return out
 
 
 def _check_model(model: Any) -> None:
