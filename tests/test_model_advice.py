@@ -381,5 +381,5 @@ def test_a_torchscript_module_is_refused_with_a_hint():
 def test_something_else_than_a_module_is_refused():
     from advisor.errors import UsageError
 
-    with pytest.raises(UsageError, match="needs a torch.nn.Module"):
+    with pytest.raises(UsageError, match=r"needs a torch\.nn\.Module"):
         advisor.recommend_for(lambda x: x, zoo.features())
