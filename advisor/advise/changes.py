@@ -62,7 +62,10 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     refs: list[OpRef] = tagged.refs
     kinds = [op.kind for op in tagged.ops]
     planned: dict[int, list[Any]] = {}
-    real = [site for site in plan.sites if site.p > 0]  # a site at p = 0 is no dropout
+    # a site at p = 0 is no dropout; the others are numbered S1, S2 ... again
+    real = [
+        site.model_copy(update={"id": f"S{i}"}) for i, site in enumerate((s for s in plan.sites if s.p > 0), 1)
+    ]
     for site in real:
         planned.setdefault(site.position, []).append(site)
     outcome: dict[str, tuple[str, str]] = {}  # plan site id -> (change action, module path)
@@ -257,7 +260,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
             )
         )
     order = {"keep": 0, "change": 1, "add": 2, "remove": 3, "cannot": 4}
-    changes.sort(key=lambda c: (_first_position(c, plan, reading, tagged), order[c.action]))
+    changes.sort(key=lambda c: (_first_position(c, real, reading, tagged), order[c.action]))
     return sites, changes
 
 
@@ -295,10 +298,10 @@ def _shared_holders(changes: list[Change], outcome: dict[str, tuple[str, str]]) 
     return out
 
 
-def _first_position(c: Change, plan: Any, reading: Any, tagged: Any) -> int:
+def _first_position(c: Change, sites: list[Any], reading: Any, tagged: Any) -> int:
     if c.site:
         first = c.site.split(",")[0]
-        for s in plan.sites:
+        for s in sites:
             if s.id == first:
                 return int(s.position)
     for e in reading.existing:

@@ -39,9 +39,10 @@ def _change_text(c: Change) -> str:
 
 
 def _ids(c: Change) -> str:
+    """The plan's site ids; a site of today that the plan does not name shows the auditor's id."""
     ids = [x for x in (c.site or "").split(",") if x]
     if not ids and c.existing:
-        return f"[today {c.existing}]"
+        return f"[audit {c.existing}]"
     return "[" + ", ".join(ids) + "]" if ids else ""
 
 
