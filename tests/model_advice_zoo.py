@@ -610,3 +610,17 @@ class NeedsDepth(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.layers(x))
+
+
+class SharedRateMLP(nn.Module):
+    """Functional dropout at the input and after the hidden layer, both reading one attribute ``self.p``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(20, 64)
+        self.out = nn.Linear(64, 3)
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(x, self.p, self.training)
+        return self.out(F.dropout(F.relu(self.fc1(x)), self.p, self.training))

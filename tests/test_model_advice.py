@@ -383,3 +383,13 @@ def test_something_else_than_a_module_is_refused():
 
     with pytest.raises(UsageError, match=r"needs a torch\.nn\.Module"):
         advisor.recommend_for(lambda x: x, zoo.features())
+
+
+def test_one_rate_attribute_shared_by_places_that_need_different_rates_is_left_to_the_user():
+    """Input dropout (0.2 or lower) and hidden dropout (0.5) both read self.p: no single value serves both."""
+    plan = plan_for(zoo.SharedRateMLP(), zoo.features(), samples=5_000)
+    by_action = {c.action: c for c in plan.changes}
+    assert set(by_action) == {"keep", "cannot"}
+    assert by_action["keep"].p_to == 0.5 and by_action["cannot"].p_to < 0.5
+    assert "<model>.p sets the rate of several places" in by_action["cannot"].how
+    assert not by_action["cannot"].steps

@@ -112,7 +112,8 @@ def test_the_auditor_then_reports_exactly_the_plan_sites_and_no_finding(prepared
     dropping = {(s.module, round(s.p, 6)) for s in report.sites if s.p and s.calls and s.module not in by_hand}
     planned = {(s.module_path, round(s.p, 6)) for s in plan.sites if s.change != "cannot"}
     planned |= {(c.module_path, round(c.p_to or 0, 6)) for c in plan.changes if c.action == "keep" and c.site is None}
-    assert dropping == planned
+    # a module with a change left to the user is compared by hand, not here
+    assert dropping == {(m, p) for m, p in planned if m not in by_hand}
 
 
 def test_applying_twice_changes_nothing(prepared):

@@ -69,6 +69,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     for site in real:
         planned.setdefault(site.position, []).append(site)
     outcome: dict[str, tuple[str, str]] = {}  # plan site id -> (change action, module path)
+    kept: dict[tuple[str, str | None], set[float]] = {}  # rate attributes whose value a kept site relies on
     changes: list[Change] = []
     fine_tuning_keep = spec.regime == "fine-tuning" and not getattr(spec, "base", None)
 
@@ -89,6 +90,8 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
             site = found[0]
             ids = [s.id for s in found]
             if _same(site.p, ex.p):
+                if ex.holder is not None:
+                    kept.setdefault((ex.holder.path, ex.holder.attr), set()).add(float(ex.p or 0.0))
                 for s in found:
                     outcome[s.id] = ("keep", ex.module_path)
                 changes.append(
@@ -126,6 +129,8 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                 )
         elif not found:
             if fine_tuning_keep:
+                if ex.holder is not None:
+                    kept.setdefault((ex.holder.path, ex.holder.attr), set()).add(float(ex.p or 0.0))
                 changes.append(
                     Change(
                         action="keep",
@@ -230,7 +235,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
             )
         )
 
-    changes = _shared_holders(changes, outcome)
+    changes = _shared_holders(changes, outcome, kept)
     sites = []
     for site in real:
         action, path = outcome.get(site.id, ("add", ""))
@@ -264,9 +269,11 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     return sites, changes
 
 
-def _shared_holders(changes: list[Change], outcome: dict[str, tuple[str, str]]) -> list[Change]:
+def _shared_holders(
+    changes: list[Change], outcome: dict[str, tuple[str, str]], kept: dict[tuple[str, str | None], set[float]]
+) -> list[Change]:
     """One attribute read by several places (``F.dropout(x, self.p)`` twice) can hold only one rate."""
-    wanted: dict[tuple[str, str | None], set[float]] = {}
+    wanted: dict[tuple[str, str | None], set[float]] = {k: set(v) for k, v in kept.items()}
     for c in changes:
         for step in c.steps:
             if step.action == "set":
