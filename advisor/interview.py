@@ -79,9 +79,28 @@ def base_fields(answers: Answers) -> set[str]:
 
 #: answers read from the model itself when the user has a model file (see recommend TARGET)
 READ_FROM_MODEL = frozenset(
-    {"layers", "width", "batch_norm", "activation", "pooling", "head", "fc_layers", "wide", "cell",
-     "bidirectional", "rnn_task", "embeddings", "transformer", "norm", "modality", "gnn", "params", "base",
-     "positions", "embedding_norm"}
+    {
+        "layers",
+        "width",
+        "batch_norm",
+        "activation",
+        "pooling",
+        "head",
+        "fc_layers",
+        "wide",
+        "cell",
+        "bidirectional",
+        "rnn_task",
+        "embeddings",
+        "transformer",
+        "norm",
+        "modality",
+        "gnn",
+        "params",
+        "base",
+        "positions",
+        "embedding_norm",
+    }
 )
 #: the family answer that means "I already have the model in a file"
 MODEL_FILE = "file"

@@ -216,7 +216,7 @@ def test_hf_config_never_imports_torch(bert_config):
 
 
 def test_ask_offers_the_model_file_and_plans_for_it(runner):
-    answers = "\n".join(["file", f"{ZOO}:MLP", "4,20", "", "5k", "scratch", "strong", "no"]) + "\n"
+    answers = "\n".join(["file", f"{ZOO}:MLP", "4,20", "", "scratch", "5k", "strong", "no"]) + "\n"
     result = runner.invoke(app, ["ask"], input=answers)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(f"Dropout plan for {ZOO}:MLP (MLP; input float32[4, 20]")

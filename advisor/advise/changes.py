@@ -63,9 +63,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     kinds = [op.kind for op in tagged.ops]
     planned: dict[int, list[Any]] = {}
     # a site at p = 0 is no dropout; the others are numbered S1, S2 ... again
-    real = [
-        site.model_copy(update={"id": f"S{i}"}) for i, site in enumerate((s for s in plan.sites if s.p > 0), 1)
-    ]
+    real = [site.model_copy(update={"id": f"S{i}"}) for i, site in enumerate((s for s in plan.sites if s.p > 0), 1)]
     for site in real:
         planned.setdefault(site.position, []).append(site)
     outcome: dict[str, tuple[str, str]] = {}  # plan site id -> (change action, module path)

@@ -221,8 +221,12 @@ def recommend_cmd(
     input_dtype: list[str] = typer.Option(
         None, "--input-dtype", help="TARGET: float, or long for token ids; one for all inputs or one per shape."
     ),
-    kwargs: str | None = typer.Option(None, "--kwargs", help="TARGET: constructor arguments as JSON: '{\"depth\": 50}'."),
-    device: str = typer.Option("auto", "--device", help="TARGET: meta (no weight memory), cpu, or auto (meta, CPU fallback)."),
+    kwargs: str | None = typer.Option(
+        None, "--kwargs", help="TARGET: constructor arguments as JSON: '{\"depth\": 50}'."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="TARGET: meta (no weight memory), cpu, or auto (meta, CPU fallback)."
+    ),
     hf_config: Path | None = typer.Option(
         None, "--hf-config", help="A transformers or timm config.json (local file): the value of each dropout field."
     ),
@@ -474,9 +478,10 @@ def _ask_model(answers: dict[str, Any], fmt: DocFormat, console: Any) -> None:
         [str(answers.get("input_dtype", "float"))],
         None,
         "auto",
-        None,
     )
-    console.print(f"\nThe same plan without questions:\n  {shlex.join(['dropout-advisor', 'recommend', *argv, *flags])}")
+    console.print(
+        f"\nThe same plan without questions:\n  {shlex.join(['dropout-advisor', 'recommend', *argv, *flags])}"
+    )
 
 
 def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | None:
