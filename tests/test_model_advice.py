@@ -393,3 +393,36 @@ def test_one_rate_attribute_shared_by_places_that_need_different_rates_is_left_t
     assert by_action["keep"].p_to == 0.5 and by_action["cannot"].p_to < 0.5
     assert "<model>.p sets the rate of several places" in by_action["cannot"].how
     assert not by_action["cannot"].steps
+
+
+# ---- the outcomes the issue names -----------------------------------------------------------------
+
+
+def test_vgg16_from_scratch_on_imagenet_sized_data_keeps_its_two_fc_dropouts():
+    plan = plan_for(zoo.VGG(), zoo.image(2, 32), samples=1_281_167, regime="scratch")
+    assert plan.inferred.recipe == "vgg16"
+    assert [(c.action, c.module_path, c.p_to) for c in plan.changes] == [
+        ("keep", "classifier.2", 0.5),
+        ("keep", "classifier.5", 0.5),
+    ]
+
+
+@needs_transformers
+def test_bert_fine_tune_keeps_point_one_everywhere_it_has_dropout():
+    model, x = bert()
+    plan = plan_for(model, x, regime="fine-tuning", samples=8_000)
+    assert plan.counts() == {"keep": 8, "change": 0, "add": 0, "remove": 0, "cannot": 0}
+    assert {c.p_to for c in plan.changes} == {0.1}
+
+
+@needs_transformers
+def test_llama_from_transformers_gets_no_dropout():
+    model, x = llama()
+    plan = plan_for(model, x, regime="fine-tuning", samples=50_000)
+    assert plan.sites == [] and plan.changes == []
+
+
+def test_llama_shaped_plain_torch_decoder_gets_no_dropout():
+    plan = plan_for(zoo.TinyLlama(), zoo.tokens(vocab=64), samples=1_000_000)
+    assert plan.sites == [] and plan.changes == []
+    assert any("no dropout" in n.text for n in plan.notes)
