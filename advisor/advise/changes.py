@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.advise.model_plan import INSERTABLE, Change, ModelSite, Step
+from advisor.advise.model_plan import INSERTABLE, Change, ModelSite, Step, describe
 from advisor.advise.read_model import OpRef, RateHolder
 
 _PLAIN = {"dropout", "dropout1d", "dropout2d", "dropout3d"}
@@ -40,11 +40,7 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def _name(ref: OpRef, kind: str) -> str:
-    if kind == "input":
-        return "the input"
-    if ref.cls.endswith(")") and "(" in ref.cls and not ref.cls.startswith("nn."):
-        return f"{ref.cls} in {ref.path + '.forward' if ref.path else 'the model forward'}"
-    return f"{ref.path or '<model>'} ({ref.cls})"
+    return describe(ref.path, "input" if kind == "input" else ref.cls)
 
 
 def _where(refs: list[OpRef], kinds: list[str], pos: int) -> str:

@@ -399,7 +399,7 @@ def _merge_into_previous(raw: list[RawOp], keep: list[bool], i: int, j: int) -> 
     a, b = raw[j], raw[i]
     ref = OpRef(
         path=b.ref.path,
-        cls=a.ref.cls,
+        cls=b.ref.cls,
         first=a.ref.first,
         last=b.ref.last,
         hook_after=b.ref.hook_after,

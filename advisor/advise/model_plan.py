@@ -30,6 +30,15 @@ INSERTABLE = {
 }
 
 
+def describe(path: str, cls: str) -> str:
+    """How a plan names one side of a gap: 'features.3 (ReLU)', 'add() in blocks.0.forward', 'the input'."""
+    if cls == "input":
+        return "the input"
+    if cls.endswith(")") and "(" in cls and not cls.startswith("nn."):
+        return f"{cls} in {path + '.forward' if path else 'the model forward'}"
+    return f"{path or '<model>'} ({cls})"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from advisor.advise.model_plan import Change, ModelPlan, ModelSite
+from advisor.advise.model_plan import Change, ModelPlan, ModelSite, describe
 
 MARK = {"keep": "=", "change": "~", "add": "+", "remove": "-", "cannot": "!"}
 SITUATION = ("regime", "samples", "overfitting", "underfitting", "uncertainty")
@@ -136,10 +136,12 @@ def _collapse(children: list[Any]) -> list[Any]:
             ids = sorted({m for c in children[i + 1 : j] for m in _SITE_ID.findall(str(c))}, key=lambda s: int(s[1:]))
             shown = f" [{ids[0]} … {ids[-1]}]" if len(ids) > 1 else (f" [{ids[0]}]" if ids else "")
             cls = node[0].split(" (", 1)[1].rstrip(")")
+            a, b = (first.group(1) if first else "?"), (last.group(1) if last else "?")
+            span = a if j - i - 1 == 1 else f"{a} … {b}"
+            times = "" if j - i - 1 == 1 else f" ×{j - i - 1}"
             out.append(
                 (
-                    f"{first.group(1) if first else '?'} … {last.group(1) if last else '?'} ({cls} ×{j - i - 1}): "
-                    f"built and changed like {node[0].split(' ', 1)[0]}{shown}",
+                    f"{span} ({cls}{times}): built and changed like {node[0].split(' ', 1)[0]}{shown}",
                     [],
                     [],
                 )
@@ -170,8 +172,14 @@ def _site_groups(sites: list[ModelSite]) -> list[list[ModelSite]]:
 
 
 def _where(s: ModelSite) -> str:
-    a = "the input" if s.after_class == "input" else f"{s.after_path or '<model>'} ({s.after_class})"
-    return f"after {a}, before {s.before_path or '<model>'} ({s.before_class})"
+    return f"after {describe(s.after_path, s.after_class)}, before {describe(s.before_path, s.before_class)}"
+
+
+def _group_ids(group: list[ModelSite]) -> str:
+    if len(group) == 1:
+        return group[0].id
+    ids = ", ".join(s.id for s in group) if len(group) <= 4 else f"{group[0].id} … {group[-1].id}"
+    return f"{ids} ({len(group)} places)"
 
 
 def _inferred_lines(plan: ModelPlan) -> list[str]:
@@ -217,7 +225,7 @@ def plan_text(plan: ModelPlan) -> str:
         lines.append(f"Sites ({len(plan.sites)}):")
         for group in _site_groups(plan.sites):
             s = group[0]
-            ids = s.id if len(group) == 1 else f"{s.id} … {group[-1].id} ({len(group)} places)"
+            ids = _group_ids(group)
             lines.append(
                 f"  {ids}  {s.kind} p={s.p:g} (range {s.p_range[0]:g}–{s.p_range[1]:g}, {s.schedule})  [{s.change}]"
             )
@@ -276,7 +284,7 @@ def plan_markdown(plan: ModelPlan) -> str:
         out.append("None: the plan puts no dropout in this model.")
     for group in _site_groups(plan.sites):
         s = group[0]
-        ids = s.id if len(group) == 1 else f"{s.id} … {group[-1].id} ({len(group)} places)"
+        ids = _group_ids(group)
         out.append(
             f"- **{ids}** `{s.kind}` p={s.p:g} ({s.change}): {_where(s)}. {s.reason} "
             f"({', '.join(s.recommendations)}; {', '.join(s.citations)})"
