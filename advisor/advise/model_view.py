@@ -35,6 +35,8 @@ def _change_text(c: Change) -> str:
         return f"add {c.kind} p={_p(c.p_to)}"
     if c.action == "remove":
         return f"remove (p {_p(c.p_from)} -> 0)"
+    if c.existing and not c.p_to:
+        return f"cannot remove {c.kind} p={_p(c.p_from)} without an edit"
     return f"cannot: {c.kind} p={_p(c.p_to)} needs an edit"
 
 

@@ -783,27 +783,27 @@ class _Reader:
                     op.extra.setdefault("siblings", []).append(e.owner)
                     self.flags["gated_ffn"] = True
                     continue
-                op = self._emit("linear", f"{_show(e.owner)} ({_cls(e)})", self._ref(i), i)
+                op = self._emit("linear", _label(e), self._ref(i), i)
                 if src >= -1:
                     linear_inputs[src] = len(self.ops) - 1
             elif c in ("conv", "batchnorm", "layernorm", "embedding", "activation"):
                 kind = c
                 if c == "embedding" and not self._reads_input(i):
                     continue  # position or segment embeddings: part of the positional-encoding add
-                op = self._emit(kind, f"{_show(e.owner)} ({_cls(e)})", self._ref(i), i)
+                op = self._emit(kind, _label(e), self._ref(i), i)
                 if c == "embedding":
                     op.ref.hook_before = None  # token ids: nothing to drop before a lookup
             elif c == "pool":
                 shape = e.out_shapes[0] if e.out_shapes else ()
                 adaptive = "adaptive" in e.name.lower() or "global" in e.name.lower()
                 kind = "global-pool" if adaptive and len(shape) >= 3 and all(d == 1 for d in shape[2:]) else "pool"
-                self._emit(kind, f"{_show(e.owner)} ({_cls(e)})", self._ref(i), i)
+                self._emit(kind, _label(e), self._ref(i), i)
             elif c == "reduce":
-                self._emit("global-pool", f"{_cls(e)} in {_show(e.owner)}", self._ref(i), i, reduce=True)
+                self._emit("global-pool", _label(e), self._ref(i), i, reduce=True)
             elif c == "flatten":
                 self._emit(
                     "flatten",
-                    f"{_cls(e)} in {_show(e.owner)}" if e.kind == "function" else f"{_show(e.owner)} ({_cls(e)})",
+                    _label(e),
                     self._ref(i),
                     i,
                 )
@@ -850,7 +850,7 @@ class _Reader:
                         continue
                     self._emit("positional-encoding", f"+ {added}", self._ref(i), i)
             elif c == "graph":
-                self._emit("graph-conv", f"{_cls(e)} in {_show(e.owner)}", self._ref(i), i)
+                self._emit("graph-conv", _label(e), self._ref(i), i)
             elif c == "matmul" and self._adjacency(i):
                 self._emit("graph-conv", f"Â · H ({_cls(e)}) in {_show(e.owner)}", self._ref(i), i, adjacency=True)
         self._mark_output()
@@ -1171,6 +1171,13 @@ def _cls(e: tr.Event) -> str:
 
 def _show(path: str) -> str:
     return path or "<model>"
+
+
+def _label(e: tr.Event) -> str:
+    """'features.3 (ReLU)' for a module call, 'relu() in blocks.0.forward' for a call inside a forward."""
+    from advisor.advise.model_plan import describe
+
+    return describe(e.owner, _cls(e))
 
 
 def _rate_attr(m: Any) -> str | None:
