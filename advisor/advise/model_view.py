@@ -201,10 +201,10 @@ def _inferred_lines(plan: ModelPlan) -> list[str]:
         out.append(
             f"Reference recipe: {inf.recipe}, recognised by {inf.recipe_how} (--base NAME or --base none to change)"
         )
+    shown = [k for k in SITUATION if k in spec and spec[k] is not False]
     situation = ", ".join(
         f"{k}={spec[k]:,}" if isinstance(spec[k], int) and not isinstance(spec[k], bool) else f"{k}={spec[k]}"
-        for k in SITUATION
-        if k in spec
+        for k in shown
     )
     out.append(f"Situation: {situation}")
     return out
