@@ -200,12 +200,14 @@ def test_a_plan_for_another_architecture_is_refused():
 
 
 def test_changes_that_need_code_are_left_alone():
-    """The tutorial CNN's conv-stack sites sit between functional calls and a shared pool: 'cannot'."""
-    model, x = zoo.SmallCNN(), zoo.image(2, 16)
+    """Conv-stack sites between F.relu and F.max_pool2d inside forward have no module to hang from: 'cannot'."""
+    model, x = zoo.FunctionalCNN(), zoo.image(2, 16)
     plan = advisor.recommend_for(model, x, samples=50_000, overfitting="strong")
     cannot = [c for c in plan.changes if c.action == "cannot"]
     assert cannot and all(not c.steps for c in cannot)
-    assert all("F.dropout" in c.how or "own" in c.how for c in cannot)
+    assert all(
+        "in the forward, add x = F.dropout" in c.how and "after relu() in the model forward" in c.where for c in cannot
+    )
     before = {n for n, _ in model.named_modules()}
     apply_plan(model, plan)
     added = {n for n, _ in model.named_modules()} - before

@@ -206,7 +206,7 @@ def recommend_cmd(
     flags: dict[str, Any],
     target: str | None = typer.Argument(
         None,
-        metavar="[TARGET]",
+        metavar="TARGET",
         help="Your model: path/to/file.py:NAME or package.module:NAME (a class or factory), as for audit. "
         "The plan then names its own modules, with the change list against its dropout today.",
     ),
@@ -245,8 +245,8 @@ def recommend_cmd(
       dropout-advisor recommend --arch rnn --samples 50k --format json
       dropout-advisor recommend --arch mlp --save-answers net.toml
       dropout-advisor recommend --answers net.toml --overfitting strong
-      dropout-advisor recommend models/net.py:Net --input-shape 8,3,32,32 --samples 50k --overfitting strong
-      dropout-advisor recommend --hf-config path/to/config.json --regime fine-tuning --samples 8k
+      dropout-advisor recommend net.py:Net -s 8,3,32,32 --samples 50k
+      dropout-advisor recommend --hf-config config.json --regime fine-tuning
     """
     if target is not None or hf_config is not None:
         _recommend_model(flags, target, hf_config, fmt, save_answers, input_shape, input_dtype, kwargs, device)
