@@ -58,7 +58,7 @@ def main() -> int:
         constructs.append(time.perf_counter() - t0)
         ids = torch.zeros(1, args.seq, dtype=torch.long, device="meta")
         t0 = time.perf_counter()
-        plan = recommend_for(model, ids, samples=10_000_000, regime="fine-tuning", kb=kb)
+        plan = recommend_for(model, ids, samples=1_000_000, regime="scratch", kb=kb)
         plans.append(time.perf_counter() - t0)
     assert plan is not None
     params = sum(p.numel() for p in model.parameters())
