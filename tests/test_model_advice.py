@@ -110,6 +110,9 @@ def test_wide_resnet_is_read_from_its_dropout_between_convolutions():
 def test_efficientnet_drop_path_sits_before_the_residual_add():
     plan = plan_for(zoo.EfficientNetish(), zoo.image(2, 32))
     assert plan.inferred.spec["arch"] == "resnet"
+    # five MBConv blocks, two of them (stride 2 or new width) without a shortcut: all five are blocks
+    assert plan.inferred.spec["layers"] == 5
+    assert plan.inferred.evidence["layers"] == "5 residual block(s), 3 of them with a shortcut"
     drop_path = [c for c in plan.changes if c.kind == "drop-path"]
     assert drop_path
     assert all(c.where.endswith(f"before add() in {c.module_path.rsplit('.', 1)[0]}.forward") for c in drop_path)

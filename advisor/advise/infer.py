@@ -141,8 +141,12 @@ def _cnn(r: Reading, inf: Inferred, model: Any) -> None:
 
 
 def _resnet(r: Reading, inf: Inferred, model: Any) -> None:
-    blocks = r.features.get("residual_blocks") or []
-    inf.set("layers", len(blocks), f"{len(blocks)} residual block(s)")
+    blocks = residual_block_roots(r.raw)
+    with_add = len(r.features.get("residual_blocks") or [])
+    why = f"{len(blocks)} residual block(s)" + (
+        f", {with_add} of them with a shortcut" if with_add < len(blocks) else ""
+    )
+    inf.set("layers", len(blocks), why)
     convs = [o for o in r.raw if o.kind == "conv"]
     if convs:
         inf.set("width", _width(convs[0].ref), f"the stem {convs[0].ref.path} has {_width(convs[0].ref)} channels")
@@ -481,15 +485,35 @@ def _after_linear(kinds: Kinds, keep: Keep, i: int) -> bool:
     return kinds[j] == "linear"
 
 
+def residual_block_roots(raw: list[RawOp]) -> list[str]:
+    """The blocks of a residual CNN, in order: the modules of the residual adds, and the modules built
+    like them that have no shortcut (EfficientNet's stride-2 MBConv blocks): numbered modules at the
+    same depth that hold a convolution."""
+    adds: list[str] = []
+    for o in raw:
+        if o.kind == "residual-add" and o.ref.path not in adds:
+            adds.append(o.ref.path)
+    numbered = [p for p in adds if p and p.rpartition(".")[2].isdigit()]
+    depths = {p.count(".") for p in numbered}
+    if len(depths) != 1:
+        return adds
+    depth = depths.pop()
+    roots: list[str] = []
+    for o in raw:
+        if o.kind != "conv":
+            continue
+        parts = o.ref.path.split(".")
+        if len(parts) > depth + 1 and parts[depth].isdigit():
+            root = ".".join(parts[: depth + 1])
+            if root not in roots:
+                roots.append(root)
+    return roots if set(adds) <= set(roots) else adds
+
+
 def _tag_resnet(raw: Raw, kinds: Kinds, tags: Tags, blocks: Blocks, keep: Keep) -> None:
     _fold_flatten(raw, kinds, keep)
     h = _head_start(raw)
-    adds = [i for i, k in enumerate(kinds) if k == "residual-add"]
-    roots = []
-    for i in adds:
-        root = raw[i].ref.path
-        if root not in roots:
-            roots.append(root)
+    roots = residual_block_roots(raw)
     first_block = None
     for i, o in enumerate(raw):
         if i == 0 or not keep[i] or i >= h:

@@ -1141,7 +1141,10 @@ class _Reader:
         if never:
             shown = ", ".join(f"{p} ({type(self.modules[p]).__name__})" for p in never[:6])
             more = f" and {len(never) - 6} more" if len(never) > 6 else ""
-            out.append(f"layers never called in the forward (not in the plan): {shown}{more}")
+            out.append(
+                f"modules with weights never called as modules (not in the plan; a parent's functional call may "
+                f"use their weights): {shown}{more}"
+            )
         if self.unknown:
             shown = ", ".join(f"{p} ({c})" for p, c in list(self.unknown.items())[:6])
             more = f" and {len(self.unknown) - 6} more" if len(self.unknown) > 6 else ""

@@ -103,14 +103,46 @@ def _timm(model: Any, kb: KnowledgeBase) -> Recognized | None:
     return Recognized(r, f"timm pretrained_cfg architecture '{arch}'", True) if r is not None else None
 
 
+#: torchvision model classes and the prefix of their builders' names (torchvision.models.<prefix>...)
+TORCHVISION_PREFIX = {
+    "AlexNet": "alexnet",
+    "VGG": "vgg",
+    "ResNet": "resnet",
+    "DenseNet": "densenet",
+    "GoogLeNet": "googlenet",
+    "EfficientNet": "efficientnet",
+    "ConvNeXt": "convnext",
+    "VisionTransformer": "vit",
+    "SwinTransformer": "swin",
+}
+
+
 def _torchvision(model: Any, values: dict[str, Any], kb: KnowledgeBase) -> Recognized | None:
+    """A torchvision class: the recipe with its structure, else the builder of that class whose size fits."""
     if not type(model).__module__.startswith("torchvision.models"):
         return None
+    cls = type(model).__name__
     cands = [r for r in kb.recipes.values() if any(i.library == "torchvision" for i in r.identifiers)]
     for r in cands:
         if _agrees(r, values):
-            return Recognized(r, f"torchvision {type(model).__name__} with the structure of {r.name}", True)
-    return None
+            return Recognized(r, f"torchvision {cls} with the structure of {r.name}", True)
+    prefix = TORCHVISION_PREFIX.get(cls)
+    named = [
+        r
+        for r in cands
+        if prefix and any(i.library == "torchvision" and i.name.startswith(prefix) for i in r.identifiers)
+    ]
+    params = values.get("params")
+    sized = [r for r in named if isinstance(r.spec.get("params"), int)]
+    if not sized or not isinstance(params, int) or params <= 0:
+        return None
+    best = min(sorted(sized, key=lambda r: r.key), key=lambda r: abs(math.log(params / int(r.spec["params"]))))
+    ratio = params / int(best.spec["params"])
+    if not 0.9 <= ratio <= 1.1:
+        return None  # another size of the family: no recipe for it
+    return Recognized(
+        best, f"torchvision {cls} with {params:,} parameters ({best.name} has {best.spec['params']:,})", True
+    )
 
 
 def _agrees(r: Recipe, values: dict[str, Any]) -> bool:
