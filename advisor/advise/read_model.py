@@ -43,6 +43,7 @@ _ACT_NAME = re.compile(r"activation|gelu|silu|swish|mish|relu|tanh|sigmoid|softp
 _ROTARY_NAME = re.compile(r"rotary|rope\b|sinusoid", re.I)
 _POOL_NAME = re.compile(r"pool", re.I)
 _EMBED_NAME = re.compile(r"embed", re.I)
+_POSITION_NAME = re.compile(r"position|pos_emb|wpe$", re.I)
 _REDUCE = frozenset({"mean", "amax", "max", "sum", "logsumexp", "adaptive_avg_pool1d"})
 _GRAPH_FUNCS = frozenset({"spmm", "sparse_mm", "mm_sparse", "index_add", "scatter_add", "index_add_", "scatter_add_"})
 _ELEMENTWISE = frozenset(
@@ -516,6 +517,9 @@ class _Reader:
             if len(shapes) == 2 and shapes[0] != shapes[1] and shapes[0][-1:] != shapes[1][-1:]:
                 continue
             na, nb = self._path_ops(a, common), self._path_ops(b, common)
+            if any(self.cat[x] == "embedding" for x in na) and any(self.cat[x] == "embedding" for x in nb):
+                self.pos_adds.add(i)  # two lookups of the same ids (token + learned position, BART): a sum
+                continue
             branch, short = (a, b) if len(na) >= len(nb) else (b, a)
             if not (na or nb):
                 continue
@@ -865,6 +869,8 @@ class _Reader:
 
     def _reads_input(self, i: int) -> bool:
         """Whether an embedding looks up the model's own input (token ids), not computed positions."""
+        if _POSITION_NAME.search(self.ev[i].name) or _POSITION_NAME.search(self.ev[i].owner.rpartition(".")[2]):
+            return False  # a learned position table that reads the ids only for their length (BART)
         p = self._producer(i, 0)
         return p == -1 or (p >= 0 and self.cat[p] == "other" and self._producer(p, 0) == -1)
 
