@@ -429,3 +429,47 @@ def test_llama_shaped_plain_torch_decoder_gets_no_dropout():
     plan = plan_for(zoo.TinyLlama(), zoo.tokens(vocab=64), samples=1_000_000)
     assert plan.sites == [] and plan.changes == []
     assert any("no dropout" in n.text for n in plan.notes)
+
+
+@needs_transformers
+def test_bart_is_a_post_norm_encoder_decoder_whose_embedding_sums_are_not_residual_adds():
+    transformers = _transformers()
+    cfg = transformers.BartConfig(
+        vocab_size=100,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+    )
+    x = zoo.tokens(vocab=100)
+    plan = plan_for(
+        transformers.BartForConditionalGeneration(cfg),
+        {"input_ids": x, "decoder_input_ids": x},
+        regime="fine-tuning",
+        samples=8_000,
+    )
+    spec = plan.inferred.spec
+    assert (spec["transformer"], spec["norm"], spec["layers"]) == ("encoder-decoder", "post", 2)
+    assert kinds(plan).count("residual-add") == 2 * 2 + 2 * 3  # encoder: attention, FFN; decoder: + cross
+    assert kinds(plan).count("positional-encoding") == 2
+    assert plan.inferred.recipe == "bart-large"
+
+
+@needs_transformers
+def test_t5_reads_relative_positions_and_keeps_its_dropout():
+    transformers = _transformers()
+    cfg = transformers.T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2)
+    x = zoo.tokens(vocab=100)
+    plan = plan_for(
+        transformers.T5ForConditionalGeneration(cfg),
+        {"input_ids": x, "decoder_input_ids": x},
+        regime="fine-tuning",
+        samples=8_000,
+    )
+    spec = plan.inferred.spec
+    assert (spec["transformer"], spec["norm"], spec["positions"]) == ("encoder-decoder", "pre", "relative")
+    assert {c.action for c in plan.changes} == {"keep"}

@@ -517,8 +517,10 @@ class _Reader:
             if len(shapes) == 2 and shapes[0] != shapes[1] and shapes[0][-1:] != shapes[1][-1:]:
                 continue
             na, nb = self._path_ops(a, common), self._path_ops(b, common)
-            if any(self.cat[x] == "embedding" for x in na) and any(self.cat[x] == "embedding" for x in nb):
-                self.pos_adds.add(i)  # two lookups of the same ids (token + learned position, BART): a sum
+            if any(self.cat[x] == "embedding" and x not in self.absorbed for x in (*na, *nb)):
+                # a lookup on one side (a learned position table fed the ids or the embeddings' shape, BART)
+                # makes an embedding sum, never a residual branch
+                self.pos_adds.add(i)
                 continue
             branch, short = (a, b) if len(na) >= len(nb) else (b, a)
             if not (na or nb):
@@ -696,6 +698,8 @@ class _Reader:
         out_proj_at = {o: (w, v, o, owner) for w, v, o, owner in self.attn_pairs if o is not None}
         values_at = {v: (w, v, o, owner) for w, v, o, owner in self.attn_pairs if o is None}
         linear_inputs: dict[int, int] = {}  # producer -> op index of the first linear reading it (sibling fold)
+        last_attention = max((v for _, v, _, _ in self.attn_pairs), default=-1)
+        first_attention = min((w for w, _, _, _ in self.attn_pairs), default=-1)
         rnn_cells: dict[str, int] = {}
         for i, e in enumerate(self.ev):
             c = self.cat[i]
@@ -803,6 +807,8 @@ class _Reader:
                 kind = "global-pool" if adaptive and len(shape) >= 3 and all(d == 1 for d in shape[2:]) else "pool"
                 self._emit(kind, _label(e), self._ref(i), i)
             elif c == "reduce":
+                if e.kind == "function" and tr.normalize_name(e.name) == "getitem" and i < last_attention:
+                    continue  # an index inside the network (a slice of positions); a pooled token comes after it
                 self._emit("global-pool", _label(e), self._ref(i), i, reduce=True)
             elif c == "flatten":
                 self._emit(
@@ -842,6 +848,8 @@ class _Reader:
                 if i in self.residual:
                     self._emit("residual-add", f"+ shortcut in {_show(e.owner)}", self._ref(i), i)
                 elif i in self.pos_adds:
+                    if i > first_attention >= 0 and not self._sums_embeddings(i):
+                        continue  # a learned bias on the output (BART's final_logits_bias), not a position
                     added = self._added_name(i)
                     prev = self.ops[-1] if self.ops else None
                     if (
@@ -896,13 +904,25 @@ class _Reader:
                     return True
         return False
 
+    def _sums_embeddings(self, i: int) -> bool:
+        return any(
+            self._producer(i, k) >= 0 and self.cat[self._producer(i, k)] == "embedding"
+            for k in range(len(self.ev[i].producers))
+        )
+
     def _mark_output(self) -> None:
         """The operation that produces the model's output (the logits layer) becomes ``output``."""
         outs = set()
         for o in self.t.outputs:
             cur = o
             steps = 0
-            while cur >= 0 and steps < 16 and self.cat[cur] in ("shape", "dropout", "softmax", "other", "activation"):
+            while (
+                cur >= 0
+                and steps < 16
+                and self.cat[cur] in ("shape", "dropout", "softmax", "other", "activation", "add")
+            ):
+                if self.cat[cur] == "add" and -2 not in self.ev[cur].producers:
+                    break  # only a learned bias added to the logits is looked through
                 if self.cat[cur] == "activation" and tr.normalize_name(self.ev[cur].name).lower() not in (
                     "sigmoid",
                     "log_softmax",
