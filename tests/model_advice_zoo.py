@@ -5,6 +5,8 @@ MBConv blocks, ViT). Built small so that a CPU test runs in well under a second 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -233,18 +235,18 @@ class MBConv(nn.Module):
     """EfficientNet's inverted residual: expand, depthwise, squeeze-and-excitation, project; drop-path on the
     residual only when the block has one (stride 1, same channels), as timm and torchvision do."""
 
-    def __init__(self, cin: int, cout: int, stride: int, drop_path: float) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, drop_path: float, act: type[nn.Module] = nn.SiLU) -> None:
         super().__init__()
         mid = cin * 4
         self.has_skip = stride == 1 and cin == cout
         self.conv_pw = nn.Conv2d(cin, mid, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
-        self.act1 = nn.SiLU()
+        self.act1 = act()
         self.conv_dw = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False)
         self.bn2 = nn.BatchNorm2d(mid)
-        self.act2 = nn.SiLU()
+        self.act2 = act()
         self.se_reduce = nn.Conv2d(mid, max(1, cin // 4), 1)
-        self.se_act = nn.SiLU()
+        self.se_act = act()
         self.se_expand = nn.Conv2d(max(1, cin // 4), mid, 1)
         self.conv_pwl = nn.Conv2d(mid, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
@@ -284,6 +286,44 @@ class EfficientNetish(nn.Module):
         x = self.act1(self.bn1(self.conv_stem(x)))
         x = self.act2(self.bn2(self.conv_head(self.blocks(x))))
         return self.classifier(self.dropout(self.global_pool(x).flatten(1)))
+
+
+class MNASNetish(nn.Module):
+    """torchvision's MNASNet layout at a small width: 16 inverted-residual blocks with ReLU (6 of them without
+    a shortcut), BatchNorm, global pooling, dropout 0.2 and the classifier; a ResNet-50 by its spec fields
+    (16 blocks, BatchNorm, ReLU, GAP head), not by its blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        widths = [8, 8, 12, 12, 12, 16, 16, 16, 20, 20, 24, 24, 24, 24, 28, 32, 32]
+        self.layers = nn.Sequential(*[MBConv(widths[i], widths[i + 1], 1, 0.0, act=nn.ReLU) for i in range(16)])
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(32, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.layers(self.stem(x)).mean((2, 3)))
+
+
+class AuxHeadNet(nn.Module):
+    """GoogLeNet's layout in miniature: an auxiliary classifier (FC, ReLU, dropout 0.7, FC) on an inner
+    feature map, returned beside the logits in train mode only; the main head has dropout 0.2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.aux = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.7), nn.Linear(16, 10)
+        )
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        aux = self.aux(x) if self.training else None
+        x = F.relu(self.conv2(x)).mean((2, 3))
+        logits = self.fc(self.dropout(x))
+        return (logits, aux) if self.training else logits
 
 
 # ---- recurrent ----------------------------------------------------------------------------------

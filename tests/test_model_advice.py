@@ -473,3 +473,26 @@ def test_t5_reads_relative_positions_and_keeps_its_dropout():
     spec = plan.inferred.spec
     assert (spec["transformer"], spec["norm"], spec["positions"]) == ("encoder-decoder", "pre", "relative")
     assert {c.action for c in plan.changes} == {"keep"}
+
+
+def test_a_resnet_50_shaped_net_is_recognised_by_its_structure():
+    plan = plan_for(zoo.ResNet(blocks=(3, 4, 6, 3), width=4), zoo.image(2, 32), samples=1_280_000)
+    assert plan.inferred.spec["layers"] == 16
+    assert plan.inferred.recipe == "resnet-50"
+
+
+def test_an_inverted_residual_net_is_not_resnet_50_by_structure_and_keeps_its_head_dropout():
+    plan = plan_for(zoo.MNASNetish(), zoo.image(2, 32), regime="fine-tuning", samples=50_000)
+    spec = plan.inferred.spec
+    assert (spec["arch"], spec["layers"], spec["activation"], spec["head"]) == ("resnet", 16, "relu", "gap")
+    assert "inverted_residual" in plan.inferred.evidence
+    assert plan.inferred.recipe is None
+    assert change(plan, "classifier.0").action == "keep"
+
+
+def test_an_auxiliary_head_is_left_out_of_the_plan_and_its_dropout_as_it_is():
+    plan = plan_for(zoo.AuxHeadNet(), zoo.image(2, 16), samples=50_000, overfitting="strong")
+    assert not [layer for layer in plan.layers if layer.path.startswith("aux")]
+    assert not [c for c in plan.changes if c.module_path.startswith("aux")]
+    assert change(plan, "dropout").action in ("keep", "change")
+    assert any(s.startswith("auxiliary heads that feed a second output") and "aux.4 p=0.7" in s for s in plan.skipped)

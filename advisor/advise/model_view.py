@@ -165,6 +165,17 @@ def layer_tree(plan: ModelPlan) -> list[str]:
 # ---- text ---------------------------------------------------------------------------------------
 
 
+def _no_sites(plan: ModelPlan) -> str:
+    """What a plan without sites means: nothing at all, or today's dropout left as it is."""
+    kept = plan.counts()["keep"]
+    if kept:
+        return (
+            f"the plan places no dropout of its own; the model's {kept} dropout site(s) of today stay as they are "
+            "(marked = in the layer tree)."
+        )
+    return "the plan puts no dropout in this model."
+
+
 def _site_groups(sites: list[ModelSite]) -> list[list[ModelSite]]:
     groups: dict[tuple[Any, ...], list[ModelSite]] = {}
     for s in sites:
@@ -235,7 +246,7 @@ def plan_text(plan: ModelPlan) -> str:
             lines.append(f"      why: {s.reason}")
             lines.append(f"      sources: {', '.join(s.recommendations)} · {', '.join(s.citations)}")
     else:
-        lines.append("Sites: none — the plan puts no dropout in this model.")
+        lines.append(f"Sites: none — {_no_sites(plan)}")
     todo = [c for c in plan.changes if c.action in ("change", "add", "remove", "cannot")]
     if todo:
         lines += ["", "What changes, and how:"]
@@ -283,7 +294,7 @@ def plan_markdown(plan: ModelPlan) -> str:
     out += ["", "## Layer tree", "", "```"] + layer_tree(plan) + ["```", ""]
     out += ["## Sites", ""]
     if not plan.sites:
-        out.append("None: the plan puts no dropout in this model.")
+        out.append(f"None: {_no_sites(plan)}")
     for group in _site_groups(plan.sites):
         s = group[0]
         ids = _group_ids(group)

@@ -180,7 +180,16 @@ def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Readi
     train = traces[0]
     reader = _Reader(model, train)
     reader.run()
-    existing = reader.locate_existing(report.sites)
+    side = [s for s in report.sites if reader.on_side(s)]
+    existing = reader.locate_existing([s for s in report.sites if s not in side])
+    skipped = reader.skipped()
+    if reader.side:
+        heads = ", ".join(reader.side_heads()) or "?"
+        kept = ", ".join(f"{s.module} p={s.p:g}" if s.p is not None else s.module for s in side)
+        skipped.append(
+            f"auxiliary heads that feed a second output, not the main one (train mode only): {heads}; "
+            "the plan is for the main output" + (f", and their dropout stays as it is ({kept})" if kept else "")
+        )
     inputs = list(tr.iter_tensors(example_inputs))
     desc = ", ".join(api._tensor_desc(t) for t in inputs) or "no tensors"
     return Reading(
@@ -189,7 +198,7 @@ def read_model(model: nn.Module, example_inputs: Any, *, seed: int = 0) -> Readi
         existing=existing,
         latent=reader.latent(),
         features=reader.features(),
-        skipped=reader.skipped(),
+        skipped=skipped,
         notes=reader.notes,
         params=sum(p.numel() for p in model.parameters()),
         device=report.device,
@@ -278,6 +287,47 @@ class _Reader:
             for k, s in enumerate(e.in_shapes)
             if k < len(e.producers) and e.producers[k] == -1
         ]
+        self.side = self._side_outputs()  # events that feed only a second output (an auxiliary head)
+
+    def _ancestors(self, starts: Iterable[int]) -> set[int]:
+        seen: set[int] = set()
+        todo = [i for i in starts if i >= 0]
+        while todo:
+            cur = todo.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            todo.extend(p for p in self.ev[cur].producers if p >= 0 and p not in seen)
+        return seen
+
+    def _side_outputs(self) -> set[int]:
+        """Events that feed only outputs after the first (GoogLeNet's and Inception's auxiliary classifiers,
+        returned beside the logits in train mode), when they hold a layer with weights: the plan is for
+        the main output, and the dropout of such a head is left as it is."""
+        outs = [o for o in self.t.outputs if o >= 0]
+        if len(set(outs)) < 2:
+            return set()
+        main = self._ancestors(outs[:1])
+        side = self._ancestors(outs[1:]) - main
+        if not any(self.cat[i] in ("linear", "conv") for i in side):
+            return set()
+        return side
+
+    def side_heads(self) -> list[str]:
+        """The outermost modules of the auxiliary heads (paths, shortest first)."""
+        paths: list[str] = []
+        for path in sorted({self.ev[i].owner for i in self.side if self.ev[i].owner}, key=lambda q: (len(q), q)):
+            if not any(path.startswith(q + ".") for q in paths):
+                paths.append(path)
+        return paths
+
+    def on_side(self, site: Any) -> bool:
+        """Whether every call of a site of today runs inside an auxiliary head."""
+        if not self.side:
+            return False
+        evs = [d.event for d in self.t.drop_calls if d.owner == site.module and d.event >= 0]
+        evs += [i for i, e in enumerate(self.ev) if e.kind == "module" and e.owner == site.module]
+        return bool(evs) and all(i in self.side for i in evs)
 
     # -- event categories --
 
@@ -703,6 +753,8 @@ class _Reader:
         rnn_cells: dict[str, int] = {}
         for i, e in enumerate(self.ev):
             c = self.cat[i]
+            if i in self.side:
+                continue
             if i in self.gat:
                 self._emit(
                     "attention-weights",
@@ -1076,7 +1128,7 @@ class _Reader:
         starts = [op.ref.first for op in self.ops]
         found: dict[tuple[int, str], Latent] = {}
         for d in self.t.drop_calls:
-            if d.p is None or d.p > 0 or d.event < 0:
+            if d.p is None or d.p > 0 or d.event < 0 or d.event in self.side:
                 continue
             if d.kind == "attention-dropout":
                 k = self._op_at(d.event, "attention-weights")

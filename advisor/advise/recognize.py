@@ -1,8 +1,8 @@
 """Which reference recipe (``knowledge/recipes``) a built model is, if any, and how we know.
 
 In order: the transformers config (``config._name_or_path``, then ``config.model_type`` with the
-size that fits best), timm's ``pretrained_cfg`` architecture name, a torchvision class with the
-structure of one of its recipes, then the structure alone (every architecture field of a recipe's
+size that fits best), timm's ``pretrained_cfg`` architecture name, a torchvision model built like a recipe's
+torchvision builder, then the structure alone (every architecture field of a recipe's
 spec equals the model's), and last a family signature that no other family shares (a decoder with
 rotary positions and a gated SiLU feed-forward: the LLaMA family). A recognised recipe is what
 ``--base`` would name; ``--base NAME`` or ``--base none`` overrides it.
@@ -10,7 +10,10 @@ rotary positions and a gated SiLU feed-forward: the LLaMA family). A recognised 
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +52,8 @@ def recognize(model: Any, values: dict[str, Any], kb: KnowledgeBase) -> Recogniz
     found = _transformers(model, values, kb) or _timm(model, kb) or _torchvision(model, values, kb)
     if found is not None and found.recipe.spec.get("arch") in (None, arch):
         return found
+    if type(model).__module__.startswith("torchvision.models"):
+        return None  # a torchvision architecture that no recipe's builder makes (RegNet is not ResNet-50)
     return _structure(values, kb) or _signature(values, kb)
 
 
@@ -118,31 +123,41 @@ TORCHVISION_PREFIX = {
 
 
 def _torchvision(model: Any, values: dict[str, Any], kb: KnowledgeBase) -> Recognized | None:
-    """A torchvision class: the recipe with its structure, else the builder of that class whose size fits."""
+    """A torchvision model whose modules are those of a recipe's torchvision builder.
+
+    The builder named in the recipe's identifiers (``torchvision.models.vgg16`` ...) is built on the meta
+    device (no weights, no memory) and the model's module classes are compared with it, counted: so
+    ``vgg11_bn`` is not VGG-16 (same class, about the same parameter count) and ``swin_v2_t`` is not
+    Swin-T (same class, another block class). Constructor options such as the number of classes or the
+    dropout rate change no module class.
+    """
     if not type(model).__module__.startswith("torchvision.models"):
         return None
     cls = type(model).__name__
-    cands = [r for r in kb.recipes.values() if any(i.library == "torchvision" for i in r.identifiers)]
-    for r in cands:
-        if _agrees(r, values):
-            return Recognized(r, f"torchvision {cls} with the structure of {r.name}", True)
-    prefix = TORCHVISION_PREFIX.get(cls)
-    named = [
-        r
-        for r in cands
-        if prefix and any(i.library == "torchvision" and i.name.startswith(prefix) for i in r.identifiers)
-    ]
-    params = values.get("params")
-    sized = [r for r in named if isinstance(r.spec.get("params"), int)]
-    if not sized or not isinstance(params, int) or params <= 0:
+    prefix = TORCHVISION_PREFIX.get(cls, "")
+    mine = Counter(type(m).__name__ for m in model.modules())
+    for r in sorted(kb.recipes.values(), key=lambda r: r.key):
+        for ident in r.identifiers:
+            if ident.library != "torchvision" or not ident.name or not ident.name.startswith(prefix):
+                continue
+            if _torchvision_modules(ident.name) == mine:
+                return Recognized(r, f"torchvision {cls} built like torchvision.models.{ident.name}", True)
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _torchvision_modules(name: str) -> Counter[str] | None:
+    """Module classes (counted) of ``torchvision.models.<name>()``, built on the meta device."""
+    import torch
+    import torchvision.models
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            built = torchvision.models.get_model(name, weights=None)
+    except Exception:  # a builder this torchvision does not have
         return None
-    best = min(sorted(sized, key=lambda r: r.key), key=lambda r: abs(math.log(params / int(r.spec["params"]))))
-    ratio = params / int(best.spec["params"])
-    if not 0.9 <= ratio <= 1.1:
-        return None  # another size of the family: no recipe for it
-    return Recognized(
-        best, f"torchvision {cls} with {params:,} parameters ({best.name} has {best.spec['params']:,})", True
-    )
+    return Counter(type(m).__name__ for m in built.modules())
 
 
 def _agrees(r: Recipe, values: dict[str, Any]) -> bool:
@@ -150,10 +165,21 @@ def _agrees(r: Recipe, values: dict[str, Any]) -> bool:
     return r.spec.get("arch") == values.get("arch") and all(values.get(k) == r.spec[k] for k in keys)
 
 
+#: residual recipes built from inverted-residual (MBConv) blocks: depthwise convolutions, and no shortcut
+#: on the blocks that change resolution or width (Tan & Le 2019). The other residual recipes (ResNet-50,
+#: WRN-28-10) have a shortcut on every block and no depthwise convolution (He et al. 2016; Zagoruyko &
+#: Komodakis 2016), so a MobileNet, MNASNet or EfficientNet-style model is never one of them by structure.
+INVERTED_RESIDUAL = ("efficientnet",)
+
+
 def _structure(values: dict[str, Any], kb: KnowledgeBase) -> Recognized | None:
-    """A recipe whose every architecture field but the width equals the model's (CIFAR-sized VGG-16s too)."""
+    """A recipe whose every architecture field but the width equals the model's (CIFAR-sized VGG-16s too);
+    a residual recipe also needs the same kind of block (inverted residual or not)."""
+    inverted = bool(values.get("inverted_residual"))
     for r in sorted(kb.recipes.values(), key=lambda r: r.key):
         keys = [k for k in STRUCTURAL if k in r.spec and k != "width"]
+        if r.spec.get("arch") == "resnet" and inverted != r.key.startswith(INVERTED_RESIDUAL):
+            continue
         if (
             len(keys) >= 5
             and r.spec.get("arch") == values.get("arch")
