@@ -496,3 +496,11 @@ def test_an_auxiliary_head_is_left_out_of_the_plan_and_its_dropout_as_it_is():
     assert not [c for c in plan.changes if c.module_path.startswith("aux")]
     assert change(plan, "dropout").action in ("keep", "change")
     assert any(s.startswith("auxiliary heads that feed a second output") and "aux.4 p=0.7" in s for s in plan.skipped)
+
+
+def test_a_timm_model_of_an_architecture_without_a_recipe_is_not_guessed_from_its_structure():
+    model = zoo.ResNet(blocks=(3, 4, 6, 3), width=4)
+    model.pretrained_cfg = {"architecture": "resnet50d"}  # timm's ResNet-D: another stem and downsampling
+    plan = plan_for(model, zoo.image(2, 32), samples=1_280_000)
+    assert plan.inferred.spec["layers"] == 16
+    assert plan.inferred.recipe is None

@@ -1,11 +1,12 @@
 """Which reference recipe (``knowledge/recipes``) a built model is, if any, and how we know.
 
 In order: the transformers config (``config._name_or_path``, then ``config.model_type`` with the
-size that fits best), timm's ``pretrained_cfg`` architecture name, a torchvision model built like a recipe's
-torchvision builder, then the structure alone (every architecture field of a recipe's
-spec equals the model's), and last a family signature that no other family shares (a decoder with
-rotary positions and a gated SiLU feed-forward: the LLaMA family). A recognised recipe is what
-``--base`` would name; ``--base NAME`` or ``--base none`` overrides it.
+size that fits best), timm's ``pretrained_cfg`` architecture name, a torchvision model built like a
+recipe's torchvision builder, then the structure alone (every architecture field of a recipe's spec
+equals the model's; never for a library model that names an architecture no recipe has), and last a
+family signature that no other family shares (a decoder with rotary positions and a gated SiLU
+feed-forward: the LLaMA family). A recognised recipe is what ``--base`` would name; ``--base NAME``
+or ``--base none`` overrides it.
 """
 
 from __future__ import annotations
@@ -52,9 +53,22 @@ def recognize(model: Any, values: dict[str, Any], kb: KnowledgeBase) -> Recogniz
     found = _transformers(model, values, kb) or _timm(model, kb) or _torchvision(model, values, kb)
     if found is not None and found.recipe.spec.get("arch") in (None, arch):
         return found
-    if type(model).__module__.startswith("torchvision.models"):
-        return None  # a torchvision architecture that no recipe's builder makes (RegNet is not ResNet-50)
+    if _library_name(model):
+        # a library architecture with a name of its own that no recipe has (RegNet, ResNet-D, BEiT ...): the
+        # structure alone would take it for another; only a family signature (the LLaMA family) still holds
+        return _signature(values, kb)
     return _structure(values, kb) or _signature(values, kb)
+
+
+def _library_name(model: Any) -> bool:
+    """Whether the model names its own architecture: a torchvision class, a timm model with a
+    ``pretrained_cfg`` architecture, or a transformers model with a ``config.model_type``."""
+    if type(model).__module__.startswith("torchvision.models"):
+        return True
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(cfg, dict) and isinstance(cfg.get("architecture"), str):
+        return True
+    return isinstance(getattr(getattr(model, "config", None), "model_type", None), str)
 
 
 def _lookup(kb: KnowledgeBase, name: str) -> Recipe | None:
