@@ -504,3 +504,21 @@ def test_a_timm_model_of_an_architecture_without_a_recipe_is_not_guessed_from_it
     plan = plan_for(model, zoo.image(2, 32), samples=1_280_000)
     assert plan.inferred.spec["layers"] == 16
     assert plan.inferred.recipe is None
+
+
+def test_a_rate_the_plan_states_to_three_decimals_is_kept_not_changed():
+    model = zoo.VGG()
+    model.classifier[2].p = 0.5 + 1 / 3000  # 0.50033: the plan's 0.5 to three decimals
+    model.classifier[5].p = 0.51
+    plan = plan_for(model, zoo.image(2, 32), samples=1_281_167, regime="scratch")
+    assert [(c.action, c.module_path) for c in plan.changes] == [("keep", "classifier.2"), ("change", "classifier.5")]
+
+
+def test_a_plan_without_sites_that_keeps_todays_dropout_says_so():
+    from advisor.advise.model_view import plan_text
+
+    plan = plan_for(zoo.MLP(), zoo.features(), regime="fine-tuning", samples=5_000, base=None)
+    assert plan.sites == [] and {c.action for c in plan.changes} == {"keep"}
+    text = plan_text(plan)
+    assert "dropout site(s) of today stay as they are" in text
+    assert "puts no dropout in this model" not in text
