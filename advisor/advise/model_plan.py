@@ -249,6 +249,14 @@ def _build(
     ]
     sites, changes = change_list(reading, tagged, plan, spec)
     notes = list(plan.notes)
+    if recognized is not None and recognized.how != "--base":
+        # the recipe was recognised from the model, not named: turning it off takes --base none
+        notes = [
+            n.model_copy(update={"text": n.text.replace("leave out --base", "pass --base none")})
+            if "leave out --base" in n.text
+            else n
+            for n in notes
+        ]
     for line in reading.notes:
         notes.append(Note(text=line, recommendations=[], citations=[]))
     modules = _modules(reading, layers, changes)
