@@ -148,15 +148,10 @@ def _resnet(r: Reading, inf: Inferred, model: Any) -> None:
     )
     inf.set("layers", len(blocks), why)
     convs = [o for o in r.raw if o.kind == "conv"]
-    depthwise = next((o.ref.path for o in convs if _depthwise(model, o.ref.path)), None)
-    if with_add < len(blocks) or depthwise:
-        inf.set(
-            "inverted_residual",
-            True,
-            f"depthwise convolution {depthwise}"
-            if depthwise
-            else f"{len(blocks) - with_add} block(s) without a shortcut",
-        )
+    if with_add < len(blocks):
+        # MBConv-style: blocks that change resolution or width have no shortcut (MobileNet, MNASNet,
+        # EfficientNet); ResNets, Wide ResNets and ConvNeXt have one on every block
+        inf.set("inverted_residual", True, f"{len(blocks) - with_add} block(s) without a shortcut")
     if convs:
         inf.set("width", _width(convs[0].ref), f"the stem {convs[0].ref.path} has {_width(convs[0].ref)} channels")
     act, why = _activation(r.raw)
@@ -492,18 +487,6 @@ def _after_linear(kinds: Kinds, keep: Keep, i: int) -> bool:
     while j > 0 and (not keep[j] or kinds[j] in ("batchnorm", "layernorm")):
         j -= 1
     return kinds[j] == "linear"
-
-
-def _depthwise(model: Any, path: str) -> bool:
-    """Whether the convolution at ``path`` is depthwise (one group per input channel, more than one)."""
-    if model is None or not path:
-        return False
-    try:
-        conv = model.get_submodule(path)
-    except (AttributeError, TypeError):
-        return False
-    groups, channels = getattr(conv, "groups", 1), getattr(conv, "in_channels", 1)
-    return isinstance(groups, int) and groups > 1 and groups == channels
 
 
 def residual_block_roots(raw: list[RawOp]) -> list[str]:

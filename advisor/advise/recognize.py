@@ -179,10 +179,10 @@ def _agrees(r: Recipe, values: dict[str, Any]) -> bool:
     return r.spec.get("arch") == values.get("arch") and all(values.get(k) == r.spec[k] for k in keys)
 
 
-#: residual recipes built from inverted-residual (MBConv) blocks: depthwise convolutions, and no shortcut
-#: on the blocks that change resolution or width (Tan & Le 2019). The other residual recipes (ResNet-50,
-#: WRN-28-10) have a shortcut on every block and no depthwise convolution (He et al. 2016; Zagoruyko &
-#: Komodakis 2016), so a MobileNet, MNASNet or EfficientNet-style model is never one of them by structure.
+#: residual recipes built from inverted-residual (MBConv) blocks, with no shortcut on the blocks that change
+#: resolution or width (Tan & Le 2019). The other residual recipes (ResNet-50, WRN-28-10, ConvNeXt-T) have a
+#: shortcut on every block (He et al. 2016; Zagoruyko & Komodakis 2016; Liu et al. 2022), so a MobileNet,
+#: MNASNet or EfficientNet-style model is never one of them by structure.
 INVERTED_RESIDUAL = ("efficientnet",)
 
 
