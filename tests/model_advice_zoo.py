@@ -288,6 +288,49 @@ class EfficientNetish(nn.Module):
         return self.classifier(self.dropout(self.global_pool(x).flatten(1)))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block as timm writes it: depthwise 7x7 conv, LayerNorm (channels last), Linear 4x, GELU,
+    Linear, layer scale, drop-path, + shortcut."""
+
+    def __init__(self, dim: int, drop_path: float) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm(self.conv_dw(x).permute(0, 2, 3, 1))
+        x = (self.fc2(self.act(self.fc1(x))) * self.gamma).permute(0, 3, 1, 2)
+        return shortcut + self.drop_path(x)
+
+
+class ConvNeXtish(nn.Module):
+    """ConvNeXt-T's layout (3, 3, 9, 3 blocks; drop-path linspace(0, 0.1, 18)) at width 8."""
+
+    def __init__(self, depths: tuple[int, ...] = (3, 3, 9, 3), width: int = 8, drop_path_rate: float = 0.1) -> None:
+        super().__init__()
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stem = nn.Conv2d(3, width, 4, 4)
+        stages: list[nn.Module] = []
+        k = 0
+        for i, n in enumerate(depths):
+            dim = width * 2**i
+            down = [nn.Conv2d(dim // 2, dim, 2, 2)] if i else []
+            stages.append(nn.Sequential(*down, *[ConvNeXtBlock(dim, rates[k + j]) for j in range(n)]))
+            k += n
+        self.stages = nn.Sequential(*stages)
+        self.norm = nn.LayerNorm(width * 2 ** (len(depths) - 1))
+        self.head = nn.Linear(width * 2 ** (len(depths) - 1), 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.stages(self.stem(x)).mean((2, 3))))
+
+
 class MNASNetish(nn.Module):
     """torchvision's MNASNet layout at a small width: 16 inverted-residual blocks with ReLU (6 of them without
     a shortcut), BatchNorm, global pooling, dropout 0.2 and the classifier; a ResNet-50 by its spec fields
