@@ -522,3 +522,20 @@ def test_a_plan_without_sites_that_keeps_todays_dropout_says_so():
     text = plan_text(plan)
     assert "dropout site(s) of today stay as they are" in text
     assert "puts no dropout in this model" not in text
+
+
+def test_convnext_shape_is_a_layernorm_resnet_that_keeps_its_drop_path():
+    plan = plan_for(zoo.ConvNeXtish(), zoo.image(2, 64), regime="fine-tuning", samples=50_000)
+    spec = plan.inferred.spec
+    assert (spec["arch"], spec["batch_norm"], spec["layers"]) == ("resnet", False, 18)
+    assert plan.inferred.recipe == "convnext-t"
+    assert [(c.action, c.kind) for c in plan.changes] == [("keep", "drop-path")] * 17  # block 1 runs at p = 0
+
+
+@needs_transformers
+def test_a_recipe_recognised_at_another_size_points_to_base_none():
+    model, x = bert()
+    plan = plan_for(model, x, regime="fine-tuning", samples=8_000)
+    texts = [n.text for n in plan.notes]
+    assert any("differs in size" in t and "pass --base none" in t for t in texts)
+    assert not any("leave out --base" in t for t in texts)

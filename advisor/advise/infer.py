@@ -54,6 +54,13 @@ def infer_spec(reading: Reading, model: Any = None) -> Inferred:
         residual = bool(f.get("residual"))
         if residual and f.get("batchnorm"):
             inf.set("arch", "resnet", f"{f['residual']} residual adds and BatchNorm around {n_conv} convolutions")
+        elif residual and "layernorm" in kinds:
+            # the spec's 'resnet' without BatchNorm: normalized with LayerNorm, in ConvNeXt's block layout
+            inf.set(
+                "arch",
+                "resnet",
+                f"{f['residual']} residual adds and LayerNorm around {n_conv} convolutions (ConvNeXt's block layout)",
+            )
         else:
             why = f"{n_conv} convolutions" + (", residual adds without BatchNorm" if residual else ", no residual adds")
             inf.set("arch", "cnn", why)
