@@ -539,3 +539,22 @@ def test_a_recipe_recognised_at_another_size_points_to_base_none():
     texts = [n.text for n in plan.notes]
     assert any("differs in size" in t and "pass --base none" in t for t in texts)
     assert not any("leave out --base" in t for t in texts)
+
+
+@needs_transformers
+def test_a_transformers_bert_is_not_told_about_pytorchs_transformer_layers():
+    model, x = bert()
+    plan = plan_for(model, x, regime="fine-tuning", samples=8_000)
+    assert plan.sites
+    assert not [s.module for s in plan.sites if s.module.startswith(("nn.Transformer", "nn.MultiheadAttention"))]
+    assert not [n for n in plan.notes if "pytorch-transformer-layers" in n.citations]
+
+
+def test_a_model_built_from_pytorchs_transformer_layers_keeps_the_note_on_their_one_dropout_argument():
+    plan = plan_for(zoo.TinyEncoder(), zoo.tokens(), samples=5_000, overfitting="mild")
+    by_path = {s.module_path: s.module for s in plan.sites}
+    assert by_path["encoder.layers.0.dropout1"] == "nn.Dropout"
+    assert by_path["encoder.layers.0.self_attn"] == "nn.MultiheadAttention(dropout=)"
+    has_ffn_dropout = "encoder.layers.0.dropout" in by_path
+    noted = [n for n in plan.notes if "pytorch-transformer-layers" in n.citations]
+    assert bool(noted) == (not has_ffn_dropout)  # the note is for plans without the feed-forward dropout

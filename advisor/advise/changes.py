@@ -250,7 +250,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                 before=site.before,
                 block=site.block,
                 kind=site.kind,
-                module=site.module,
+                module=_model_module(site.module, path, reading.module_classes),
                 p=site.p,
                 p_range=site.p_range,
                 schedule=site.schedule,
@@ -263,6 +263,23 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     order = {"keep": 0, "change": 1, "add": 2, "remove": 3, "cannot": 4}
     changes.sort(key=lambda c: (_first_position(c, real, reading, tagged), order[c.action]))
     return sites, changes
+
+
+#: the engine's names for dropout that PyTorch's own Transformer layers hold (advisor.recommend.layer_module)
+TORCH_LAYERS = ("nn.TransformerEncoderLayer", "nn.TransformerDecoderLayer", "nn.MultiheadAttention")
+
+
+def _model_module(hint: str, path: str, classes: dict[str, str]) -> str:
+    """The module of a site in the model's terms: the engine names PyTorch's Transformer layers for its own
+    stacks; a model built otherwise (a transformers BERT) holds the rate in the module at ``path``."""
+    if not hint.startswith(TORCH_LAYERS):
+        return hint
+    cls = classes.get(path)
+    if cls is None:  # a site apply_plan adds: an nn.Dropout
+        return "nn.Dropout"
+    if cls in ("TransformerEncoderLayer", "TransformerDecoderLayer", "MultiheadAttention"):
+        return hint
+    return f"nn.{cls}" if cls.startswith(("Dropout", "AlphaDropout", "FeatureAlphaDropout")) else cls
 
 
 def _shared_holders(

@@ -249,6 +249,9 @@ def _build(
     ]
     sites, changes = change_list(reading, tagged, plan, spec)
     notes = list(plan.notes)
+    torch_layers = {"TransformerEncoderLayer", "TransformerDecoderLayer"} & set(reading.module_classes.values())
+    if not torch_layers:  # the note on PyTorch's one-argument Transformer layers concerns models built with them
+        notes = [n for n in notes if "pytorch-transformer-layers" not in n.citations]
     if recognized is not None and recognized.how != "--base":
         # the recipe was recognised from the model, not named: turning it off takes --base none
         notes = [
