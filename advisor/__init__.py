@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "audit", "frozen", "watch", "watch_callback"]
+__all__ = ["__version__", "apply_plan", "audit", "frozen", "recommend_for", "watch", "watch_callback"]
 
 
 def audit(model: Any, example_inputs: Any, **kwargs: Any) -> Any:
@@ -47,3 +47,24 @@ def watch_callback(**kwargs: Any) -> Any:
     from advisor.audit.watch_lightning import watch_callback as _callback
 
     return _callback(**kwargs)
+
+
+def recommend_for(model: Any, example_inputs: Any, **kwargs: Any) -> Any:
+    """A dropout plan for a built ``nn.Module``, at its own module paths, with the change list against today.
+
+    See :func:`advisor.advise.model_plan.recommend_for` for the arguments (``samples``, ``regime``,
+    ``overfitting``, ``base``, ``overrides`` ...). Imported lazily: ``import advisor`` stays torch-free.
+    """
+    from advisor.advise.model_plan import recommend_for as _recommend_for
+
+    return _recommend_for(model, example_inputs, **kwargs)
+
+
+def apply_plan(model: Any, plan: Any) -> Any:
+    """Make ``model``'s dropout what ``plan`` says, in place; returns the same model.
+
+    See :func:`advisor.advise.apply.apply_plan` for what it changes and what it guarantees.
+    """
+    from advisor.advise.apply import apply_plan as _apply_plan
+
+    return _apply_plan(model, plan)

@@ -42,7 +42,9 @@ class Question:
             return "scratch"
         if self.field == "uncertainty":
             return False
-        if arch and self.field in DEFAULTS[arch]:
+        if self.field == "input_dtype":
+            return "float"
+        if arch and self.field in DEFAULTS.get(arch, {}):
             return DEFAULTS[arch][self.field]
         return None
 
@@ -75,15 +77,62 @@ def base_fields(answers: Answers) -> set[str]:
         return set()
 
 
+#: answers read from the model itself when the user has a model file (see recommend TARGET)
+READ_FROM_MODEL = frozenset(
+    {
+        "layers",
+        "width",
+        "batch_norm",
+        "activation",
+        "pooling",
+        "head",
+        "fc_layers",
+        "wide",
+        "cell",
+        "bidirectional",
+        "rnn_task",
+        "embeddings",
+        "transformer",
+        "norm",
+        "modality",
+        "gnn",
+        "params",
+        "base",
+        "positions",
+        "embedding_norm",
+    }
+)
+#: the family answer that means "I already have the model in a file"
+MODEL_FILE = "file"
+
+
+def _has_model(answers: Answers) -> bool:
+    return answers.get("arch") == MODEL_FILE
+
+
 QUESTIONS: tuple[Question, ...] = (
     Question(
         "arch",
-        "Which family is the network?",
+        "Which family is the network? (or 'file' if you already have it in a Python file)",
         "choice",
-        ("mlp", "cnn", "resnet", "rnn", "transformer", "gnn"),
+        ("mlp", "cnn", "resnet", "rnn", "transformer", "gnn", MODEL_FILE),
         help="mlp: fully connected; cnn: plain conv net; resnet: BatchNorm/residual CNN (incl. Wide ResNet); "
-        "rnn: LSTM/GRU; transformer; gnn: GCN/GAT",
+        "rnn: LSTM/GRU; transformer; gnn: GCN/GAT; file: your model's code, read as `recommend TARGET` does, "
+        "so the plan names your own modules",
     ),
+    Question(
+        "model_file",
+        "Where is it? path/to/file.py:ClassName (a class or a function that builds the model)",
+        "target",
+        when=_has_model,
+    ),
+    Question(
+        "input_shape",
+        "An example input shape, batch first (e.g. 8,3,32,32 for images, 8,128 for token ids)?",
+        "shape",
+        when=_has_model,
+    ),
+    Question("input_dtype", "Is the input float, or long (token ids)?", "choice", ("float", "long"), when=_has_model),
     Question(
         "regime",
         "Training from scratch, fine-tuning a pretrained model, or large-scale pretraining?",
@@ -213,6 +262,8 @@ def parse_answer(q: Question, raw: str) -> Any:
         raise ValueError(
             f"'{text}' is not one of {', '.join(q.choices)}" + (f"; did you mean '{close[0]}'?" if close else "")
         )
+    if q.kind in ("target", "shape"):
+        return _parse_model_answer(q, text)
     if q.kind == "bool":
         if text.lower() in ("y", "yes", "true", "1"):
             return True
@@ -241,6 +292,24 @@ def _parse_base(text: str) -> str | None:
         ) from None
 
 
+def _parse_model_answer(q: Question, text: str) -> Any:
+    """A model target (FILE.py:NAME, the file must exist) or an input shape, as `recommend TARGET` reads them."""
+    from pathlib import Path
+
+    from advisor.audit.load import parse_shape, split_target
+    from advisor.errors import AdvisorError
+
+    try:
+        if q.kind == "shape":
+            return ",".join(str(d) for d in parse_shape(text))
+        where, _name = split_target(text)
+    except AdvisorError as exc:
+        raise ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
+    if where.endswith(".py") and not Path(where).is_file():
+        raise ValueError(f"no such file: {where}")
+    return text
+
+
 def to_spec_values(answers: Answers) -> dict[str, Any]:
     """Map interview answers to spec fields (the 'underfitting' symptom is its own flag)."""
     values = dict(answers)
@@ -253,6 +322,8 @@ def to_spec_values(answers: Answers) -> dict[str, Any]:
 def pending(answers: Answers) -> list[Question]:
     """The questions still to ask: those that apply, unanswered, and not given by the base recipe."""
     given = base_fields(answers)
+    if _has_model(answers):
+        given |= READ_FROM_MODEL  # read from the model file
     return [q for q in QUESTIONS if q.when(answers) and q.field not in answers and q.field not in given]
 
 
@@ -331,7 +402,7 @@ def finish(answers: Answers, origins: dict[str, str] | None = None) -> Any:
 def missing_required(answers: Answers) -> list[str]:
     if answers.get("base") and "arch" in base_fields(answers):
         return []
-    return [q.field for q in pending(answers) if q.field == "arch"]
+    return [q.field for q in pending(answers) if q.field in ("arch", "model_file", "input_shape")]
 
 
 def require_complete(answers: Answers, source: str) -> None:

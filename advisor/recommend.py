@@ -93,19 +93,21 @@ def _torch_layer_note(sites: Sequence[PlanSite]) -> Note | None:
     )
 
 
-def recommend(spec: Spec, kb: KnowledgeBase | None = None) -> Plan:
-    """The placement plan for ``spec``.
+def recommend(spec: Spec, kb: KnowledgeBase | None = None, *, ops: list[Op] | None = None) -> Plan:
+    """The placement plan for ``spec``, on the stack it describes or, given ``ops``, on that operation list.
 
     With ``spec.base`` the recipe fills every field the spec does not set (see
-    :func:`advisor.advise.base.with_base`). Raises :class:`~advisor.errors.SpecError` for an unknown
-    base or a base of another family.
+    :func:`advisor.advise.base.with_base`). ``ops`` is a real model's operation list, tagged as
+    :mod:`advisor.stack` tags its stacks (see :func:`advisor.advise.infer.layer_ops`); the plan's
+    positions then index into it. Raises :class:`~advisor.errors.SpecError` for an unknown base or a
+    base of another family.
     """
     from advisor.advise.base import with_base
 
     kb = kb or default_kb()
     filled, recipe = with_base(spec, kb)
     s = filled.resolved()
-    ops = build_stack(s)
+    ops = build_stack(s) if ops is None else ops
     engine = _Engine(kb, s, ops, recipe)
     return engine.run()
 

@@ -59,12 +59,16 @@ def _torch_free_part(command: str) -> str | None:
     """
     kept = []
     for step in command.split(" && "):
+        first = step.split("\n", 1)[0]
+        if first.startswith("cat > ") and "<<" in first and "/" not in first.split("<<")[0]:
+            kept.append(step)  # a here-document that writes an example file into the folder
+            continue
         words = shlex.split(step, comments=True)
         if not words or words[0] != "dropout-advisor":
             break
         sub = next((w for w in words[1:] if not w.startswith("-")), "")
-        if sub in TORCH:
-            break
+        if sub in TORCH or (sub == "recommend" and any(":" in w and not w.startswith("-") for w in words[2:])):
+            break  # recommend TARGET traces the model: torch
         kept.append(step)
     return " && ".join(kept) or None
 

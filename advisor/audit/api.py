@@ -56,6 +56,7 @@ def audit(
     notes: Iterable[str] = (),
     fallback_location: Location | None = None,
     include_third_party: bool = False,
+    traces_out: list[Any] | None = None,
 ) -> Report:
     """Audit the dropout of a built ``nn.Module``.
 
@@ -67,7 +68,9 @@ def audit(
     and other frozen graphs are audited as given (see :mod:`advisor.audit.frozen`); an
     ``ExportedProgram`` is audited through its ``.module()``.
     Raises :class:`ModelRunError` when the model rejects the inputs, :class:`UsageError` for a model
-    whose parameters are on several devices.
+    whose parameters are on several devices. ``traces_out``, if given, receives the recorded
+    :class:`~advisor.audit.trace.Trace` of each pass (train first), so that the model-aware advisor
+    reads the same forward instead of tracing it again.
     """
     import torch
     import torch.nn as nn
@@ -127,6 +130,8 @@ def audit(
             m.training = was
         _restore_buffers(buffers)
 
+    if traces_out is not None:
+        traces_out.extend(traces)
     analysis = Analysis(
         model,
         traces[0],

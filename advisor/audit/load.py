@@ -439,11 +439,45 @@ def audit_target(
     Raises UsageError (exit 2) for bad arguments and for an example input too large to allocate,
     ModelLoadError for a target that cannot be imported, built or run.
     """
+    from advisor.audit.api import audit
+
+    def run(model: Any, inputs: list[Any], notes: list[str], target: Target) -> Any:
+        return audit(
+            model,
+            tuple(inputs),
+            allow=allow,
+            target=spec,
+            notes=notes,
+            fallback_location=target.location,
+            include_third_party=include_third_party,
+        )
+
+    return run_target(spec, run, shapes=shapes, dtypes=dtypes, kwargs=kwargs, device=device, progress=progress)
+
+
+def run_target(
+    spec: str,
+    run: Callable[[Any, list[Any], list[str], Target], Any],
+    *,
+    shapes: Sequence[tuple[int, ...]],
+    dtypes: Sequence[str] = ("float",),
+    kwargs: dict[str, Any] | None = None,
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Resolve and build a target where it can run, then ``run(model, inputs, notes, target)``.
+
+    The device policy of ``audit`` and ``recommend TARGET``: ``meta`` builds without weight memory,
+    ``cpu`` builds real tensors, ``auto`` builds on meta and runs small models on the CPU (real values),
+    large ones on meta, with a CPU fallback and a note when meta fails. Raises UsageError (exit 2) for
+    bad arguments and for an example input too large to allocate, ModelLoadError for a target that
+    cannot be imported, built or run.
+    """
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'", hint="choose auto, meta or cpu")
     if not shapes:
         raise UsageError(
-            "the audit needs an example input shape",
+            "a model target needs an example input shape",
             hint="pass --input-shape, batch first, e.g. --input-shape 8,3,32,32 (add --input-dtype long for token ids)",
         )
     if len(dtypes) not in (1, len(shapes)):
@@ -456,35 +490,25 @@ def audit_target(
     say = progress or (lambda _msg: None)
     # print() in the user's module, constructor or forward is chatter: keep stdout for the report
     with contextlib.redirect_stdout(sys.stderr):
-        return _audit_target(spec, shapes, dtypes, kwargs, device, allow, say, include_third_party)
+        return _run_target(spec, shapes, dtypes, kwargs, device, say, run)
 
 
-def _audit_target(
+def _run_target(
     spec: str,
     shapes: Sequence[tuple[int, ...]],
     dtypes: Sequence[str],
     kwargs: dict[str, Any],
     device: str,
-    allow: Sequence[Any],
     say: Callable[[str], None],
-    include_third_party: bool,
+    on_model: Callable[[Any, list[Any], list[str], Target], Any],
 ) -> Any:
-    from advisor.audit.api import ModelRunError, audit
+    from advisor.audit.api import ModelRunError
 
     target = resolve(spec)
     notes: list[str] = []
 
     def run(model: Any, dev: str) -> Any:
-        inputs = make_inputs(shapes, dtypes, model, dev)
-        return audit(
-            model,
-            tuple(inputs),
-            allow=allow,
-            target=spec,
-            notes=notes,
-            fallback_location=target.location,
-            include_third_party=include_third_party,
-        )
+        return on_model(model, make_inputs(shapes, dtypes, model, dev), notes, target)
 
     if device == "cpu":
         return run(build(target, kwargs, "cpu"), "cpu")

@@ -204,16 +204,39 @@ def register(app: typer.Typer) -> None:
 @guarded
 def recommend_cmd(
     flags: dict[str, Any],
+    target: str | None = typer.Argument(
+        None,
+        metavar="TARGET",
+        help="Your model: path/to/file.py:NAME or package.module:NAME (a class or factory), as for audit. "
+        "The plan then names its own modules, with the change list against its dropout today.",
+    ),
     fmt: DocFormat = typer.Option(DocFormat.text, "--format", "-f", help="text, json or markdown."),
     save_answers: Path | None = typer.Option(
         None, "--save-answers", metavar="FILE", help="Also save these answers to a file."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite --save-answers' file if it exists."),
+    input_shape: list[str] = typer.Option(
+        None, "--input-shape", "-s", help="TARGET: example input shape, batch first: 8,3,32,32. Repeat for several."
+    ),
+    input_dtype: list[str] = typer.Option(
+        None, "--input-dtype", help="TARGET: float, or long for token ids; one for all inputs or one per shape."
+    ),
+    kwargs: str | None = typer.Option(
+        None, "--kwargs", help="TARGET: constructor arguments as JSON: '{\"depth\": 50}'."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="TARGET: meta (no weight memory), cpu, or auto (meta, CPU fallback)."
+    ),
+    hf_config: Path | None = typer.Option(
+        None, "--hf-config", help="A transformers or timm config.json (local file): the value of each dropout field."
+    ),
 ) -> None:
-    """A placement plan from flags or an answers file: where each dropout goes, which kind, which rate, why.
+    """A placement plan: for your model (TARGET or --hf-config), or from flags or an answers file.
 
-    With --base NAME the plan follows that reference recipe: fine-tuning keeps its sites and rates,
-    pretraining and training from scratch follow its published configuration.
+    With TARGET the model is traced as audit does; the plan names its own modules, compares them with
+    the dropout it has today, and the flags override what was read from it. With --base NAME the plan
+    follows that reference recipe: fine-tuning keeps its sites and rates, pretraining and training from
+    scratch follow its published configuration.
 
     \b
     Examples:
@@ -222,7 +245,12 @@ def recommend_cmd(
       dropout-advisor recommend --arch rnn --samples 50k --format json
       dropout-advisor recommend --arch mlp --save-answers net.toml
       dropout-advisor recommend --answers net.toml --overfitting strong
+      dropout-advisor recommend net.py:Net -s 8,3,32,32 --samples 50k
+      dropout-advisor recommend --hf-config config.json --regime fine-tuning
     """
+    if target is not None or hf_config is not None:
+        _recommend_model(flags, target, hf_config, fmt, save_answers, input_shape, input_dtype, kwargs, device)
+        return
     from advisor.recommend import recommend
     from advisor.spec import answers_toml
 
@@ -234,6 +262,83 @@ def recommend_cmd(
         result = write_text_atomic(save_answers, answers_toml(spec, base_spec), force=force)
         sys.stderr.write(f"answers {result.value}: {save_answers}{result.via}\n")
     _render(plan, fmt)
+
+
+_SITUATION = ("samples", "regime", "overfitting", "underfitting", "uncertainty")
+
+
+def _recommend_model(
+    flags: dict[str, Any],
+    target: str | None,
+    hf_config: Path | None,
+    fmt: DocFormat,
+    save_answers: Path | None,
+    input_shape: list[str] | None,
+    input_dtype: list[str] | None,
+    kwargs: str | None,
+    device: str,
+) -> None:
+    """``recommend TARGET`` and ``recommend --hf-config FILE``: advice for a model that exists."""
+    from advisor.errors import UsageError
+
+    if target is not None and hf_config is not None:
+        raise UsageError("give a model TARGET or --hf-config, not both", hint="--hf-config reads a config file only")
+    if save_answers is not None:
+        raise UsageError(
+            "--save-answers saves the answers of a described network; a model is read, not described",
+            hint="save the plan instead: --format json > plan.json",
+        )
+    values, _origins = _gather(flags)
+    situation = {k: values.pop(k) for k in _SITUATION if k in values}
+    base = values.pop("base", None)
+    if hf_config is not None:
+        from advisor.advise.hf_config import advice_markdown, advice_text, advise_config
+
+        advice = advise_config(
+            hf_config,
+            regime=situation.get("regime", "fine-tuning"),
+            overfitting=situation.get("overfitting", "unknown"),
+            base=base,
+        )
+        if fmt is DocFormat.json:
+            emit_json(advice.model_dump(mode="json"))
+        else:
+            emit_text(advice_markdown(advice) if fmt is DocFormat.markdown else advice_text(advice))
+        return
+    assert target is not None
+    from advisor.advise.model_view import plan_json, plan_markdown, plan_text
+    from advisor.advise.target import recommend_target
+    from advisor.audit import load
+
+    shapes = [load.parse_shape(s) for s in (input_shape or [])]
+    dtypes = input_dtype or ["float"]
+    for d in dtypes:
+        if d not in ("float", "long"):
+            raise UsageError(f"--input-dtype '{d}' is not float or long", hint="use long for token ids")
+    plan = recommend_target(
+        target,
+        shapes=shapes,
+        dtypes=dtypes,
+        kwargs=load.parse_kwargs(kwargs),
+        device=device,
+        progress=_progress,
+        samples=situation.get("samples"),
+        regime=situation.get("regime", "scratch"),
+        overfitting=situation.get("overfitting", "unknown"),
+        underfitting=bool(situation.get("underfitting", False)),
+        uncertainty=bool(situation.get("uncertainty", False)),
+        base=base,
+        overrides=values,
+    )
+    if fmt is DocFormat.json:
+        emit_json(plan_json(plan))
+    else:
+        emit_text(plan_markdown(plan) if fmt is DocFormat.markdown else plan_text(plan))
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"{message}...\n")
 
 
 def _prompt_fn(console: Any) -> Callable[[Any, Any], str]:
@@ -328,6 +433,9 @@ def ask_cmd(
             ) from None
         answers = ended.answers
         console.print("[dim]input ended: the remaining questions take their defaults[/dim]")
+    if answers.get("arch") == "file":
+        _ask_model(answers, fmt, console)
+        return
     spec = finish(answers, origins)
     plan = recommend(spec)
     _render(plan, fmt)
@@ -344,6 +452,36 @@ def _base_spec(spec: Any) -> dict[str, Any] | None:
     from advisor.knowledge import default_kb
 
     return dict(default_kb().recipe(spec.base).spec)
+
+
+def _ask_model(answers: dict[str, Any], fmt: DocFormat, console: Any) -> None:
+    """The interview's 'I have the model in a file' branch: the plan `recommend TARGET` gives."""
+    from advisor.interview import to_spec_values
+
+    values = to_spec_values(answers)
+    flags: list[str] = []
+    for key in _SITUATION:
+        value = values.get(key)
+        if value is None or value is False or (key, value) in (("regime", "scratch"), ("overfitting", "unknown")):
+            continue
+        flags += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    argv = [str(answers["model_file"]), "-s", str(answers["input_shape"])]
+    if answers.get("input_dtype", "float") != "float":
+        argv += ["--input-dtype", str(answers["input_dtype"])]
+    _recommend_model(
+        {k: v for k, v in values.items() if k in _SITUATION},
+        str(answers["model_file"]),
+        None,
+        fmt,
+        None,
+        [str(answers["input_shape"])],
+        [str(answers.get("input_dtype", "float"))],
+        None,
+        "auto",
+    )
+    console.print(
+        f"\nThe same plan without questions:\n  {shlex.join(['dropout-advisor', 'recommend', *argv, *flags])}"
+    )
 
 
 def _ask_path(console: Any, question: str, default: str) -> tuple[Path, bool] | None:
