@@ -53,6 +53,19 @@ def test_short_study_prints_a_table_of_the_top_configurations_the_plan_and_no_dr
     assert any(line.startswith("no dropout ") for line in lines)
 
 
+def test_every_row_is_judged_against_the_best_with_the_same_rule(short_run):
+    # the top configurations get the paired within-noise verdict the plan's and no dropout's rows get, so a
+    # top row identical to the plan reads the same as the plan's row
+    from advisor.tune.report import rows
+    from advisor.tune.results import TuneReport
+
+    _, out = short_run
+    report = TuneReport.model_validate_json((out / "report.json").read_text())
+    verdict = re.compile(r"= best|≈ \S+ pp \(noise.*\)|\S+ pp \((worse|better).*\)")
+    for config, row in zip(report.configs, rows(report), strict=True):
+        assert row[-1] == "best" if config.best else verdict.fullmatch(row[-1]), row[-1]
+
+
 def test_short_study_writes_every_file(short_run):
     _, out = short_run
     for name in ("tune.json", "study.db", "report.json", "trials.json", "trials.csv"):

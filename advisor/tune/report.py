@@ -371,8 +371,8 @@ def _vs_best(c: ConfigResult, report: TuneReport) -> str:
     best = report.best
     if best is None:
         return ""
-    if cmp is None:
-        return _pp(c.test_acc_mean - best.test_acc_mean)
+    if cmp is None:  # a top configuration: the same within-noise rule as the plan's and no dropout's rows
+        cmp = compare(c, best, report.n_test)
     if cmp.verdict == "same":
         return "= best"
     p = f", p={cmp.p_value:.2f}" if cmp.p_value is not None else ""

@@ -115,7 +115,7 @@ class ConfigResult(_Model):
 
 
 class Comparison(_Model):
-    role: Literal["advisor", "none"]
+    role: Literal["advisor", "none", "top"]  # report.comparisons holds the plan and no dropout; rows judge tops too
     label: str
     against: str  # the best configuration's label
     delta_mean: float  # mean over seeds of (this - best) test accuracy
