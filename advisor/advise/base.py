@@ -193,7 +193,8 @@ def _site_applies(site: RecipeSite, regime: str) -> bool:
 # ---- sites ----
 
 
-def _evidence(site: RecipeSite) -> list[str]:
+def evidence_lines(site: RecipeSite) -> list[str]:
+    """One line per source of a recipe site: 'citation: evidence, locator @ commit'."""
     out = []
     for src in site.sources:
         line = f"{src.citation}: {src.evidence}, {src.locator}"
@@ -337,7 +338,7 @@ def base_sites(
                     recipe=recipe.key,
                     role=rsite.role,
                     fields=list(rsite.fields),
-                    evidence=_evidence(rsite),
+                    evidence=evidence_lines(rsite),
                 )
             )
     sites.sort(key=lambda site: (site.position, site.kind == "weight-drop"))

@@ -22,9 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.advise.base import evidence_lines
 from advisor.errors import NotFoundError, SpecError
 from advisor.knowledge import KnowledgeBase
-from advisor.schema import Recipe, RecipeSite
+from advisor.schema import Recipe
 
 CONFIG_ADVICE_SCHEMA_VERSION = 1
 
@@ -167,16 +168,6 @@ def recipe_regime(recipe: Recipe, regime: str) -> str:
     return next((r for r in order if r in recipe.regime), recipe.regime[0])
 
 
-def _evidence(site: RecipeSite) -> list[str]:
-    out = []
-    for src in site.sources:
-        line = f"{src.citation}: {src.evidence}, {src.locator}"
-        if src.commit:
-            line += f" @ {src.commit}"
-        out.append(line)
-    return out
-
-
 # ---- advice -------------------------------------------------------------------------------------
 
 
@@ -317,7 +308,7 @@ def _field(
     why = f"{recipe.name} ({used}): {roles}"
     if len(rates) > 1:
         why += f" (the recipe's sites set this field to {', '.join(f'{r:g}' for r in rates)}; this follows {p:g})"
-    sources = [e for s in active for e in _evidence(s)]
+    sources = [e for s in active for e in evidence_lines(s)]
     return _decide(name, current, present, p, why, list(dict.fromkeys(sources)))
 
 
