@@ -22,13 +22,7 @@ from advisor.spec import Spec
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models gain nothing from intra-op threads, and on a busy machine their spin-waits cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _edit(plan: Plan, site_id: str, **changes: object) -> Plan:

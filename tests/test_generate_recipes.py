@@ -26,13 +26,7 @@ WRITTEN = [key for key in RECIPES if KB.recipe(key).spec.get("transformer") != "
 REFUSED = [key for key in RECIPES if key not in WRITTEN]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models gain nothing from intra-op threads, and on a busy machine their spin-waits cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
