@@ -5,6 +5,13 @@ to a block's only path (no shortcut: a stride-2 or channel-changing block), it z
 that block for the dropped samples (seen in timm's byobnet bottleneck blocks as used by MobileViT at
 stride 2, where ``shortcut`` is None).
 
+The residual that legitimises a drop-path is an add (or cat) *inside the block that owns it* (the nearest
+enclosing module call around the drop-path call) that combines the branch with a tensor computed from that
+block's input without the branch (the input itself or its shortcut projection). An add or cat in a later
+block (the next block's own residual, MobileViT's concatenation) does not count. Between the drop-path and
+the add the data flow is followed through views, element-wise/per-channel scaling (``x * gamma``, LayerScale,
+timm ``Scale``) and rate-0 dropouts.
+
 Must flag::
 
     def forward(self, x):                       # no shortcut in this block
@@ -13,16 +20,18 @@ Must flag::
 Must not flag::
 
     def forward(self, x):
-        return x + self.drop_path(self.conv(x))
+        return x + self.layer_scale(self.drop_path(self.conv(x)))
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from advisor.audit.analysis import fmt_p
 
 if TYPE_CHECKING:
+    from advisor.audit import trace as tr
     from advisor.audit.analysis import Analysis
 
 SLUG = "drop-path-without-residual"
@@ -33,22 +42,62 @@ TITLE = "Drop-path only on a residual branch"
 _PASS = {"shape", "mul", "dropout"}
 
 
+def _is_scale(ev: tr.Event) -> bool:
+    """A leaf module call that only scales its input element- or channel-wise (LayerScale, timm ``Scale``):
+    one input, output of the input's shape, and parameters no larger than one value per channel."""
+    if ev.kind != "module" or ev.op != "module" or ev.module is None or len(ev.in_shapes) != 1:
+        return False
+    shape = ev.in_shapes[0]
+    if not shape or ev.out_shapes[:1] != [shape]:
+        return False
+    params = list(ev.module.parameters(recurse=False))
+    return bool(params) and all(p.numel() in (1, *shape) and p.numel() < math.prod(shape) for p in params)
+
+
+def _owner_span(ctx: Analysis, path: str, idx: int) -> tr.Span | None:
+    """The call of the nearest enclosing module of ``path`` during which event ``idx`` ran."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        for span in ctx.train.spans.get(".".join(parts[:i]), []):
+            if span.start <= idx < span.end:
+                return span
+    return None
+
+
+def _merges_residual(ctx: Analysis, ev: tr.Event, start: int, span: tr.Span | None) -> bool:
+    """Whether add/cat ``ev`` joins the branch from event ``start`` with the owning block's input."""
+    if ev.op not in ("add", "cat"):
+        return False
+    if span is None:
+        return True  # no enclosing call recorded: keep the permissive reading
+    if not span.start <= ev.idx < span.end:
+        return False
+    targets = {p for p in span.in_producers if p != -2}
+    for p in ev.producers:
+        if p == -2 or ctx.reaches(p, {start}, span.start):
+            continue
+        if p in targets or ctx.reaches(p, targets, span.start):
+            return True
+    return False
+
+
 def check(ctx: Analysis) -> None:
     for acc in ctx.sites:
         if acc.kind != "drop-path" or acc.zero or not acc.train_events:
             continue
         for e in acc.train_events:
-            reached = list(ctx.forward(e, lambda ev: ev.op in _PASS or ctx.noop(ev)))
-            if any(ev.op in ("add", "cat") for ev in reached):
+            span = _owner_span(ctx, acc.module, e)
+            reached = list(ctx.forward(e, lambda ev: ev.op in _PASS or ctx.noop(ev) or _is_scale(ev)))
+            if any(_merges_residual(ctx, ev, e, span) for ev in reached):
                 continue
-            nxt = next((ev for ev in reached if ev.op not in _PASS and not ctx.noop(ev)), None)
+            nxt = next((ev for ev in reached if ev.op not in _PASS and not ctx.noop(ev) and not _is_scale(ev)), None)
             where = f"it feeds {ctx.describe(nxt)}" if nxt is not None else "its output is the model output"
             ctx.finding(
                 SLUG,
                 acc.module,
                 f"{ctx.name(acc)} (p={fmt_p(acc.p)}) is applied to a branch that is not added to a residual "
-                f"({where}): for each dropped sample it zeroes the block's whole output instead of skipping "
-                "the branch, so the network sees nothing for that sample from here on.",
+                f"of its own block ({where}): for each dropped sample it zeroes the block's whole output instead "
+                "of skipping the branch, so the network sees nothing for that sample from here on.",
                 "apply drop-path only where the block adds its input back (x + drop_path(f(x))); in blocks "
                 "without a shortcut (stride 2, channel change) leave it out, as torchvision's MBConv does",
                 site=acc,
