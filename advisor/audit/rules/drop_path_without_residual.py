@@ -5,10 +5,11 @@ to a block's only path (no shortcut: a stride-2 or channel-changing block), it z
 that block for the dropped samples (seen in timm's byobnet bottleneck blocks as used by MobileViT at
 stride 2, where ``shortcut`` is None).
 
-The residual that legitimises a drop-path is an add (or cat) *inside the block that owns it* (the nearest
-enclosing module call around the drop-path call) that combines the branch with a tensor computed from that
-block's input without the branch (the input itself or its shortcut projection). An add or cat in a later
-block (the next block's own residual, MobileViT's concatenation) does not count. Between the drop-path and
+The residual that legitimises a drop-path is an add (or cat) inside a module call that encloses the drop-path
+call (its block; a drop-path hooked onto a layer of the block still belongs to the block) that combines the
+branch with a tensor computed from that call's input *without* the branch (the input itself or its shortcut
+projection). An add or cat in a later block (the next block's own residual, MobileViT's concatenation) joins
+two tensors that both come from the branch, so it does not count. Between the drop-path and
 the add the data flow is followed through views, element-wise/per-channel scaling (``x * gamma``, LayerScale,
 timm ``Scale``) and rate-0 dropouts.
 
@@ -54,29 +55,28 @@ def _is_scale(ev: tr.Event) -> bool:
     return bool(params) and all(p.numel() in (1, *shape) and p.numel() < math.prod(shape) for p in params)
 
 
-def _owner_span(ctx: Analysis, path: str, idx: int) -> tr.Span | None:
-    """The call of the nearest enclosing module of ``path`` during which event ``idx`` ran."""
+def _owner_spans(ctx: Analysis, path: str, idx: int) -> list[tr.Span]:
+    """The calls of the enclosing modules of ``path`` during which event ``idx`` ran, nearest first."""
     parts = path.split(".")
+    out: list[tr.Span] = []
     for i in range(len(parts) - 1, -1, -1):
-        for span in ctx.train.spans.get(".".join(parts[:i]), []):
-            if span.start <= idx < span.end:
-                return span
-    return None
+        out.extend(span for span in ctx.train.spans.get(".".join(parts[:i]), []) if span.start <= idx < span.end)
+    return out
 
 
-def _merges_residual(ctx: Analysis, ev: tr.Event, start: int, span: tr.Span | None) -> bool:
-    """Whether add/cat ``ev`` joins the branch from event ``start`` with the owning block's input."""
+def _merges_residual(ctx: Analysis, ev: tr.Event, start: int, spans: list[tr.Span]) -> bool:
+    """Whether add/cat ``ev`` joins the branch from event ``start`` with the input of a block that encloses the
+    drop-path call: its other operand does not depend on the branch and comes from that block's input."""
     if ev.op not in ("add", "cat"):
         return False
-    if span is None:
+    if not spans:
         return True  # no enclosing call recorded: keep the permissive reading
-    if not span.start <= ev.idx < span.end:
-        return False
-    targets = {p for p in span.in_producers if p != -2}
-    for p in ev.producers:
-        if p == -2 or ctx.reaches(p, {start}, span.start):
+    others = [p for p in ev.producers if p != -2 and not ctx.reaches(p, {start}, start)]
+    for span in spans:
+        if not span.start <= ev.idx < span.end:
             continue
-        if p in targets or ctx.reaches(p, targets, span.start):
+        targets = {p for p in span.in_producers if p != -2}
+        if any(p in targets or ctx.reaches(p, targets, span.start) for p in others):
             return True
     return False
 
@@ -86,9 +86,9 @@ def check(ctx: Analysis) -> None:
         if acc.kind != "drop-path" or acc.zero or not acc.train_events:
             continue
         for e in acc.train_events:
-            span = _owner_span(ctx, acc.module, e)
+            spans = _owner_spans(ctx, acc.module, e)
             reached = list(ctx.forward(e, lambda ev: ev.op in _PASS or ctx.noop(ev) or _is_scale(ev)))
-            if any(_merges_residual(ctx, ev, e, span) for ev in reached):
+            if any(_merges_residual(ctx, ev, e, spans) for ev in reached):
                 continue
             nxt = next((ev for ev in reached if ev.op not in _PASS and not ctx.noop(ev) and not _is_scale(ev)), None)
             where = f"it feeds {ctx.describe(nxt)}" if nxt is not None else "its output is the model output"
