@@ -387,6 +387,15 @@ KNOWN_DEFECTS: list[Known] = [
     ),
     Known(
         "timm",
+        "regnetz_b16",
+        "drop-path-without-residual",
+        "stages.*.0.drop_path",
+        "timm 1.0.31 models/byobnet.py: the same BottleneckBlock; the regnetz_b16 config has downsample='' too, so "
+        "its stride-2 stages.{1,2,3}.0 have shortcut None (checked: create_shortcut returns None) and drop-path "
+        "zeroes whole samples (stages.0.0 has drop_path_rate 0)",
+    ),
+    Known(
+        "timm",
         "tnt_s_patch16_224(attn_drop_rate=*)",
         "inplace-dropout-hazard",
         "blocks.*.attn_*.attn_drop",

@@ -2,7 +2,10 @@
 
 case01 unregistered dropout (namisan/mt-dnn#45), case04 stacked dropout (fouticus/pipgcn#1), case08 exported
 graphs (pytorch/pytorch#103681), and the false alarms and crashes found on 106 library models: rate-holder
-modules, drop-path in blocks without a skip, classes named like dropout, mixed meta/CPU builds.
+modules, drop-path in blocks without a skip, classes named like dropout, mixed meta/CPU builds; and the kinds
+the 180-model zoo (bench/audit_zoo.py) found: a drop-path whose only add is in the next block (MobileViT), a
+layer scale between drop-path and add (MetaFormer), drop-connect dropout applied only with a skip (transformers
+EfficientNet), dropout in modules that did not run (LayerDrop, BigBird's replaced attention, LUKE's entities).
 """
 
 from __future__ import annotations
@@ -345,6 +348,229 @@ class ResidualNoCall(nn.Module):
 
 def test_drop_path_forgotten_in_a_residual_block_is_never_called():
     assert slugs(audit(ResidualNoCall(), torch.randn(2, 8, 8, 8))) == ["dropout-never-called"]
+
+
+# ---- zoo kind C: the residual must be the drop-path's own block's, not a later block's ---------------
+
+
+class LinearOutBottleneck(ByobBottleneck):
+    """The same block with linear_out=True, as in MobileViT: act is an Identity, so the branch flows straight on."""
+
+    def __init__(self, cin: int, cout: int, stride: int, p: float = 0.1) -> None:
+        super().__init__(cin, cout, stride, p)
+        self.act = nn.Identity()
+
+
+class ConcatBlock(nn.Module):
+    """MobileViT v1's MobileVitBlock: concatenates its input with the transformed map (a block of its own)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.local, self.fuse = nn.Conv2d(dim, dim, 3, 1, 1), nn.Conv2d(2 * dim, dim, 1)
+
+    def forward(self, x):
+        return self.fuse(torch.cat([x, self.local(x)], dim=1))
+
+
+class MobileViTStages(nn.Module):
+    def __init__(self, nxt: str) -> None:
+        super().__init__()
+        after = LinearOutBottleneck(16, 16, 1) if nxt == "residual" else ConcatBlock(16)
+        self.stages = nn.Sequential(LinearOutBottleneck(3, 16, 2), after)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.stages(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("nxt", ["residual", "concat"])
+def test_drop_path_without_a_shortcut_is_flagged_when_the_next_block_adds_or_concatenates(nxt):
+    report = audit(MobileViTStages(nxt), torch.randn(2, 3, 32, 32))
+    assert [(f.slug, f.module) for f in report.findings] == [("drop-path-without-residual", "stages.0.drop_path")]
+
+
+def test_drop_path_in_the_block_with_an_identity_shortcut_is_not_flagged():
+    report = audit(nn.Sequential(LinearOutBottleneck(8, 8, 1), LinearOutBottleneck(8, 8, 1)), torch.randn(2, 8, 8, 8))
+    assert report.findings == []
+
+
+# ---- zoo kind B: a per-channel scale between the drop-path and the residual add ----------------------
+
+
+class ChannelScale(nn.Module):
+    """timm metaformer Scale / LayerScale2d: x * gamma per channel."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(1e-5 * torch.ones(dim))
+
+    def forward(self, x):
+        return x * self.scale.view(-1, 1, 1)
+
+
+class ScaledBranch(nn.Module):
+    """MetaFormerBlock: res_scale(x) + layer_scale(drop_path(mixer(x))); without the add when residual=False."""
+
+    def __init__(self, residual: bool) -> None:
+        super().__init__()
+        self.mixer, self.drop_path, self.layer_scale = nn.Conv2d(8, 8, 3, 1, 1), DropPath(0.1), ChannelScale(8)
+        self.residual = residual
+
+    def forward(self, x):
+        y = self.layer_scale(self.drop_path(self.mixer(x)))
+        return x + y if self.residual else y
+
+
+def test_drop_path_followed_by_a_layer_scale_then_the_residual_add_is_not_flagged():
+    assert audit(nn.Sequential(ScaledBranch(True), ScaledBranch(True)), torch.randn(2, 8, 8, 8)).findings == []
+
+
+def test_a_scaled_drop_path_branch_without_the_add_is_flagged():
+    report = audit(nn.Sequential(ScaledBranch(False), nn.ReLU()), torch.randn(2, 8, 8, 8))
+    assert [(f.slug, f.module) for f in report.findings] == [("drop-path-without-residual", "0.drop_path")]
+
+
+# ---- zoo kind F: drop-connect as a plain nn.Dropout, applied only in blocks with a skip ----------------
+
+
+class FinalBlockLayer(nn.Module):
+    """transformers EfficientNetFinalBlockLayer: self.dropout is built in every block, applied with the skip."""
+
+    def __init__(self, stride: int, rate: float, forgets: bool = False) -> None:
+        super().__init__()
+        self.apply_dropout = stride == 1
+        self.forgets = forgets
+        self.project_conv, self.project_bn = nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8)
+        self.dropout = nn.Dropout(rate)
+
+    def forward(self, embeddings, hidden_states):
+        hidden_states = self.project_bn(self.project_conv(hidden_states))
+        if self.apply_dropout:
+            if not self.forgets:
+                hidden_states = self.dropout(hidden_states)
+            hidden_states = hidden_states + embeddings
+        return hidden_states
+
+
+class EffBlock(nn.Module):
+    def __init__(self, stride: int, rate: float, forgets: bool = False) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(8, 8, 3, stride, 1, groups=8)
+        self.projection = FinalBlockLayer(stride, rate, forgets)
+
+    def forward(self, x):
+        return self.projection(x, self.depthwise(x))
+
+
+class HFEfficientNet(nn.Module):
+    def __init__(self, strides: tuple[int, ...] = (2, 1, 1), forgets: int = -1) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(EffBlock(s, 0.1 + 0.05 * i, i == forgets) for i, s in enumerate(strides))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x.mean((2, 3))
+
+
+def never_called(report) -> list[str]:
+    return [f.module for f in report.findings if f.slug == "dropout-never-called"]
+
+
+def test_drop_connect_dropout_left_out_of_a_block_without_a_skip_is_not_flagged():
+    report = audit(HFEfficientNet(), torch.randn(2, 8, 16, 16))
+    assert never_called(report) == []
+    calls = {s.module: s.calls for s in report.sites}
+    assert calls["blocks.0.projection.dropout"] == 0 and calls["blocks.1.projection.dropout"] == 1
+
+
+def test_drop_connect_dropout_forgotten_in_a_block_with_a_skip_is_flagged():
+    report = audit(HFEfficientNet(forgets=2), torch.randn(2, 8, 16, 16))
+    assert never_called(report) == ["blocks.2.projection.dropout"]
+
+
+def test_drop_connect_dropout_that_no_block_applies_is_flagged():
+    report = audit(HFEfficientNet(strides=(2, 2)), torch.randn(2, 8, 16, 16))
+    assert never_called(report) == ["blocks.0.projection.dropout", "blocks.1.projection.dropout"]
+
+
+# ---- zoo kind A: the enclosing module did not run in this pass ---------------------------------------
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, call_drop: bool = True) -> None:
+        super().__init__()
+        self.fc, self.dropout = nn.Linear(16, 16), nn.Dropout(0.1)
+        self.call_drop = call_drop
+
+    def forward(self, x):
+        y = self.fc(x)
+        return x + (self.dropout(y) if self.call_drop else y)
+
+
+class LayerDropEncoder(nn.Module):
+    """transformers Wav2Vec2Encoder: each layer is skipped with probability layerdrop in training."""
+
+    def __init__(self, layerdrop: float, call_drop: bool = True) -> None:
+        super().__init__()
+        self.layerdrop = layerdrop
+        self.layers = nn.ModuleList(EncoderLayer(call_drop) for _ in range(3))
+
+    def forward(self, x):
+        for layer in self.layers:
+            skip_the_layer = self.training and torch.rand([]) < self.layerdrop
+            if not skip_the_layer:
+                x = layer(x)
+        return x
+
+
+def test_dropout_in_a_layer_that_layerdrop_skipped_is_a_note_not_a_finding():
+    report = audit(LayerDropEncoder(layerdrop=1.0), torch.randn(4, 16))
+    assert report.findings == []
+    (note,) = [n for n in report.notes if "did not run" in n]
+    assert note.startswith("3 dropout module(s)") and "'layers.0.dropout'" in note
+
+
+def test_dropout_that_its_running_layer_forgets_names_the_layer_not_the_module_list():
+    report = audit(LayerDropEncoder(layerdrop=0.0, call_drop=False), torch.randn(4, 16))
+    assert never_called(report) == ["layers.0.dropout", "layers.1.dropout", "layers.2.dropout"]
+    assert "its enclosing module 'layers.0' did" in report.findings[0].message
+
+
+class SwitchingAttention(nn.Module):
+    """transformers BigBirdAttention.set_attention_type: forward assigns a new self-attention module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.self = EncoderLayer()
+
+    def forward(self, x):
+        self.self = EncoderLayer()  # 'original_full' for short inputs: the module audited before is gone
+        return self.self(x)
+
+
+def test_dropout_of_a_module_replaced_during_the_forward_is_not_a_finding():
+    report = audit(nn.Sequential(nn.Linear(16, 16), SwitchingAttention()), torch.randn(4, 16))
+    assert never_called(report) == []
+
+
+class EntityModel(nn.Module):
+    """transformers LukeModel: entity_embeddings run only when entity_ids are given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embeddings = nn.Sequential(nn.Embedding(10, 16), nn.Dropout(0.1))
+        self.entity_embeddings = nn.Sequential(nn.Embedding(10, 16), nn.Dropout(0.1))
+
+    def forward(self, input_ids, entity_ids=None):
+        x = self.embeddings(input_ids)
+        return x if entity_ids is None else x + self.entity_embeddings(entity_ids).mean(1, keepdim=True)
+
+
+def test_dropout_on_a_path_this_input_does_not_take_is_not_a_finding():
+    report = audit(EntityModel(), torch.randint(0, 10, (2, 5)))
+    assert never_called(report) == []
+    assert any("'entity_embeddings.1'" in n for n in report.notes)
 
 
 # ---- p = 0 ----------------------------------------------------------------------------------------

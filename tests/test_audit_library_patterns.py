@@ -5,7 +5,8 @@ to look at. None may get a finding, on the CPU or on the meta device: these are 
 first. Reference shapes: timm's vision_transformer.Block / Attention (fused_attn) / LayerScale, its
 ResNet and EfficientNet heads (F.dropout with drop_rate), ConvNeXt blocks (depthwise conv, layer scale,
 drop-path), Swin window attention (relative position bias, attn_drop), torchvision's ResNet with
-StochasticDepth, VGG and AlexNet classifiers (tests/test_audit_reference.py has those two).
+StochasticDepth, VGG and AlexNet classifiers (tests/test_audit_reference.py has those two), timm's
+MetaFormer/PoolFormer block (Scale after drop-path) and TNT attention (in-place attn_drop at its default p = 0).
 """
 
 from __future__ import annotations
@@ -207,6 +208,69 @@ class ResNetSD(nn.Module):
         return self.fc(self.layers(self.stem(x)).mean((2, 3)))
 
 
+class Pooling(nn.Module):
+    """timm metaformer Pooling: the token mixer of PoolFormer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+
+    def forward(self, x):
+        return self.pool(x) - x
+
+
+class Scale(nn.Module):
+    """timm metaformer Scale: a per-channel multiply (LayerScale for NCHW maps)."""
+
+    def __init__(self, dim: int, init: float = 1e-5) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(init * torch.ones(dim))
+
+    def forward(self, x):
+        return x * self.scale.view(-1, 1, 1)
+
+
+class MetaFormerBlock(nn.Module):
+    """timm MetaFormerBlock: the drop-path output goes through a Scale before the residual add."""
+
+    def __init__(self, dim: int, drop_path: float) -> None:
+        super().__init__()
+        self.norm1, self.token_mixer = nn.GroupNorm(1, dim), Pooling()
+        self.drop_path1, self.layer_scale1, self.res_scale1 = DropPath(drop_path), Scale(dim), nn.Identity()
+        self.norm2, self.mlp = nn.GroupNorm(1, dim), nn.Sequential(nn.Conv2d(dim, dim, 1), nn.GELU())
+        self.drop_path2, self.layer_scale2, self.res_scale2 = DropPath(drop_path), Scale(dim), Scale(dim, 1.0)
+
+    def forward(self, x):
+        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(self.token_mixer(self.norm1(x))))
+        return self.res_scale2(x) + self.layer_scale2(self.drop_path2(self.mlp(self.norm2(x))))
+
+
+class PoolFormer(nn.Module):
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.blocks = nn.Sequential(MetaFormerBlock(dim, 0.1), MetaFormerBlock(dim, 0.2))
+        self.head = nn.Linear(dim, 4)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class TNTAttention(nn.Module):
+    """timm tnt.Attention: nn.Dropout(attn_drop, inplace=True) after the softmax; attn_drop_rate defaults to 0."""
+
+    def __init__(self, dim: int = 16, attn_drop: float = 0.0) -> None:
+        super().__init__()
+        self.qk, self.v, self.proj = nn.Linear(dim, dim * 2), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(attn_drop, inplace=True)
+
+    def forward(self, x):
+        q, k = self.qk(x).chunk(2, dim=-1)
+        attn = (q @ k.transpose(-2, -1) * 0.25).softmax(dim=-1)
+        attn = self.attn_drop(attn)
+        return self.proj(attn @ self.v(x))
+
+
 IMG = (2, 3, 32, 32)
 CASES = {
     "timm-vit": (TimmViT, IMG),
@@ -214,6 +278,8 @@ CASES = {
     "convnext": (ConvNeXt, IMG),
     "swin-block": (SwinBlock, (2, 16, 16)),
     "torchvision-resnet-stochastic-depth": (ResNetSD, IMG),
+    "timm-poolformer-layer-scale-after-drop-path": (PoolFormer, IMG),
+    "timm-tnt-inplace-attention-dropout-at-p0": (TNTAttention, (2, 6, 16)),
 }
 
 

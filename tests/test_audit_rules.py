@@ -340,6 +340,7 @@ INPLACE_FLAGGED = {
     "relu": lambda: mlp(nn.ReLU(), nn.Dropout(0.5, inplace=True)),
     "leaky-relu-inplace": lambda: mlp(nn.LeakyReLU(0.2, inplace=True), nn.Dropout(0.25, inplace=True)),
     "tanh": lambda: mlp(nn.Tanh(), nn.Dropout(0.5, inplace=True)),
+    "softmax": lambda: mlp(nn.Softmax(dim=-1), nn.Dropout(0.1, inplace=True)),  # timm TNT attn_drop_rate=0.1
 }
 INPLACE_CLEAN = {
     "after-linear": lambda: nn.Sequential(
@@ -347,6 +348,8 @@ INPLACE_CLEAN = {
     ),
     "leaky-relu": lambda: mlp(nn.LeakyReLU(0.2), nn.Dropout(0.25, inplace=True)),
     "gelu": lambda: mlp(nn.GELU(), nn.Dropout(0.5, inplace=True)),
+    "relu-p0": lambda: mlp(nn.ReLU(), nn.Dropout(0.0, inplace=True)),  # timm TNT attn_drop_rate=0: writes nothing
+    "softmax-p0": lambda: mlp(nn.Softmax(dim=-1), nn.Dropout(0.0, inplace=True)),
 }
 
 

@@ -165,6 +165,7 @@ class Analysis:
         self.unregistered: dict[str, nn.Module] = {path: m for path, m in (unregistered or {}).values()}
         self.modules.update(self.unregistered)
         self.findings: list[Finding] = []
+        self.notes: list[str] = []  # what this input did not exercise (modules skipped, replaced or unused)
         self.sites: list[SiteAcc] = []
         self._by_key: dict[tuple[str, ...], SiteAcc] = {}
         self._call_site: dict[int, SiteAcc] = {}

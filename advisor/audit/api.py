@@ -142,7 +142,7 @@ def audit(
         include_third_party=include_third_party,
     )
     analysis.run()
-    report_notes = list(notes)
+    report_notes = [*notes, *analysis.notes]
     if kind == frozen.FX:
         report_notes.append(
             "a torch.fx GraphModule: audited through its submodules; flags traced as constants stay as traced"

@@ -7,6 +7,7 @@ Must flag::
 Must not flag::
 
     nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.25))
+    nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.0, inplace=True))   # p = 0 writes nothing
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ TITLE = "In-place dropout after an op autograd needs"
 
 def check(ctx: Analysis) -> None:
     for acc in ctx.sites:
+        if acc.zero:
+            continue  # p = 0: ATen returns the input untouched, nothing is overwritten
         if not (acc.inplace or any(dc.inplace for dc in acc.drop_calls if dc.kind != "random")):
             continue
         for e in acc.train_events:
