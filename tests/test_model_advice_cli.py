@@ -169,7 +169,7 @@ def test_hf_config_lists_each_field_and_the_lines_that_set_them(runner, bert_con
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "Reference recipe: bert-base, found by model_type 'bert'" in out
-    assert "= hidden_dropout_prob" in out and "+ classifier_dropout" in out
+    assert "= hidden_dropout_prob" in out and "= classifier_dropout" in out
     assert "AutoConfig.from_pretrained(" in out and "hidden_dropout_prob=0.1" in out
     assert "BertForSequenceClassification.from_pretrained(" in out
 
@@ -180,7 +180,7 @@ def test_hf_config_json(runner, bert_config):
     data = json.loads(result.stdout)
     assert data["schema_version"] == 1 and data["recipe"] == "bert-base"
     fields = {f["name"]: f for f in data["fields"]}
-    assert fields["classifier_dropout"]["recommended"] == 0.1 and fields["classifier_dropout"]["change"] == "set"
+    assert fields["classifier_dropout"]["recommended"] == 0.1 and fields["classifier_dropout"]["change"] == "keep"
 
 
 def test_hf_config_that_is_not_json(runner, tmp_path):

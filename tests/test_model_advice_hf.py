@@ -21,7 +21,7 @@ def fields(advice) -> dict:
     return {f.name: f for f in advice.fields}
 
 
-def test_bert_fine_tuning_keeps_point_one_and_sets_the_classifier(tmp_path):
+def test_bert_fine_tuning_keeps_point_one_everywhere(tmp_path):
     path = write(
         tmp_path,
         {
@@ -38,8 +38,18 @@ def test_bert_fine_tuning_keeps_point_one_and_sets_the_classifier(tmp_path):
     assert advice.recipe == "bert-base"
     assert (f["hidden_dropout_prob"].recommended, f["hidden_dropout_prob"].change) == (0.1, "keep")
     assert (f["attention_probs_dropout_prob"].recommended, f["attention_probs_dropout_prob"].change) == (0.1, "keep")
-    assert (f["classifier_dropout"].recommended, f["classifier_dropout"].change) == (0.1, "set")
+    # unset: transformers' BERT heads use hidden_dropout_prob (0.1), already the recipe's head rate
+    assert (f["classifier_dropout"].recommended, f["classifier_dropout"].change) == (0.1, "keep")
+    assert "use hidden_dropout_prob = 0.1 instead" in f["classifier_dropout"].reason
     assert any("eedf5716" in s for s in f["hidden_dropout_prob"].sources)
+
+
+@pytest.mark.parametrize(("model_type", "hidden", "change"), [("bert", 0.2, "set"), ("roberta", 0.1, "keep")])
+def test_an_unset_classifier_rate_is_judged_by_the_hidden_rate_it_falls_back_to(tmp_path, model_type, hidden, change):
+    data = {"model_type": model_type, "hidden_dropout_prob": hidden, "classifier_dropout": None}
+    f = fields(advise_config(write(tmp_path, data), regime="fine-tuning", base="bert-base"))
+    assert f["classifier_dropout"].change == change
+    assert f"use hidden_dropout_prob = {hidden:g} instead" in f["classifier_dropout"].reason
 
 
 def test_bert_pretraining_leaves_the_fine_tuning_head_alone(tmp_path):

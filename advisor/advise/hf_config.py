@@ -215,6 +215,8 @@ def advise_config(
     notes: list[str] = []
     used = recipe_regime(recipe, regime) if recipe is not None else None
     fields = [_field(name, data, recipe, used, regime, prefix) for name in names]
+    if library == "transformers":
+        fields = [_with_fallback(f, data, model) for f in fields]
     if recipe is None:
         notes.append(
             f"No reference recipe for {model}: the values in the file are kept. Build the model and run "
@@ -310,6 +312,30 @@ def _field(
         why += f" (the recipe's sites set this field to {', '.join(f'{r:g}' for r in rates)}; this follows {p:g})"
     sources = [e for s in active for e in evidence_lines(s)]
     return _decide(name, current, present, p, why, list(dict.fromkeys(sources)))
+
+
+# transformers model types whose classification heads read ``classifier_dropout`` and, when it is None, use
+# ``hidden_dropout_prob`` instead (read in transformers 5.24.0: ``config.classifier_dropout if
+# config.classifier_dropout is not None else config.hidden_dropout_prob`` in each modeling file).
+CLASSIFIER_FALLBACK = frozenset(
+    {
+        "bert", "big_bird", "camembert", "convbert", "data2vec-text", "electra", "ernie", "layoutlmv3", "lilt",
+        "luke", "markuplm", "mobilebert", "roberta", "roberta-prelayernorm", "roc_bert", "xlm-roberta",
+        "xlm-roberta-xl", "xmod",
+    }
+)  # fmt: skip
+
+
+def _with_fallback(f: ConfigField, data: dict[str, Any], model: str) -> ConfigField:
+    """An unset ``classifier_dropout`` of a model that falls back to ``hidden_dropout_prob``: judged by the
+    rate its head really gets, so 'unset -> 0.1' with a hidden rate of 0.1 is a keep, not a set."""
+    effective = _number(data.get("hidden_dropout_prob"))
+    if f.name != "classifier_dropout" or f.current is not None or model not in CLASSIFIER_FALLBACK or effective is None:
+        return f
+    said = f" (unset: {model}'s heads use hidden_dropout_prob = {effective:g} instead)"
+    if f.recommended is None or abs(effective - f.recommended) < 1e-12:
+        return f.model_copy(update={"change": "keep", "reason": f.reason + said})
+    return f.model_copy(update={"reason": f.reason + said})
 
 
 def _decide(name: str, current: float | None, present: bool, p: float, why: str, sources: list[str]) -> ConfigField:
