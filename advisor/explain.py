@@ -280,7 +280,10 @@ def site_group_view(group: list[Any]) -> dict[str, str]:
     if len(group) == 1:
         layers = f"after {first.after_label}, before {first.before_label}"
     else:
-        layers = f"{len(group)} places" + (f", blocks {_span(blocks)}" if blocks else "")  # blocks once each
+        # the blocks, when each place is in its own one (two places in one block, such as a GCN's input and
+        # the hidden features after layer 1, would read "2 places, blocks 1")
+        distinct = len(set(blocks)) == len(group)
+        layers = f"{len(group)} places" + (f", blocks {_span(blocks)}" if blocks and distinct else "")
         layers += f"; the first after {first.after_label}, before {first.before_label}"
     rate_reasons = [s.rate_reason for s in group if s.rate_reason]
     why = first.reason_shared

@@ -1094,3 +1094,11 @@ def test_the_no_dropout_side_is_silent_below_twenty_tokens_per_parameter():
         Spec(arch="transformer", base="gpt2", regime="pretraining", samples=100_000_000, params=124_000_000)
     )
     assert not [n for n in plan.notes if "DRP205" in n.recommendations]
+
+
+def test_a_group_names_its_blocks_only_when_each_place_has_its_own():
+    # a GCN drops the input and the hidden features after layer 1: both gaps belong to block 1
+    gcn = plan_plain(recommend(Spec(arch="gnn", gnn="gcn", layers=2, width=16, samples=140)))
+    assert "2 places; the first after node features" in gcn and "blocks 1;" not in gcn
+    mlp = plan_plain(recommend(Spec(arch="mlp", layers=3, samples=10_000)))
+    assert "3 places, blocks 1–3; the first after ReLU" in mlp
