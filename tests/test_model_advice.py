@@ -558,3 +558,39 @@ def test_a_model_built_from_pytorchs_transformer_layers_keeps_the_note_on_their_
     has_ffn_dropout = "encoder.layers.0.dropout" in by_path
     noted = [n for n in plan.notes if "pytorch-transformer-layers" in n.citations]
     assert bool(noted) == (not has_ffn_dropout)  # the note is for plans without the feed-forward dropout
+
+
+class FunctionalDropout(torch.nn.Module):
+    """F.dropout without training=: it keeps dropping in eval mode (DRP301)."""
+
+    def __init__(self, training_flag: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(20, 64), torch.nn.Linear(64, 4)
+        self.training_flag = training_flag
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        if self.training_flag:
+            h = torch.nn.functional.dropout(h, 0.5, training=self.training)
+        else:
+            h = torch.nn.functional.dropout(h, 0.5)
+        return self.fc2(h)
+
+
+def test_a_site_broken_in_eval_mode_needs_an_edit_not_a_keep():
+    x = torch.randn(8, 20)
+    broken = advisor.recommend_for(FunctionalDropout(False), x, samples=5000)
+    (change,) = [c for c in broken.changes if c.existing]
+    assert change.action == "cannot" and not change.steps
+    assert "fix it by hand first (DRP301" in change.how and "training=self.training" in change.how
+    fine = advisor.recommend_for(FunctionalDropout(True), x, samples=5000)
+    assert [c.action for c in fine.changes if c.existing] == ["keep"]
+
+
+def test_a_removal_the_auditor_also_flags_says_which_rule():
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4), torch.nn.Dropout(0.3))
+    plan = advisor.recommend_for(model, torch.randn(8, 20), samples=60_000)
+    (removal,) = [c for c in plan.changes if c.action == "remove"]
+    assert removal.module_path == "3" and removal.reason.startswith(
+        "The auditor flags it too (DRP303 dropout-after-output)"
+    )

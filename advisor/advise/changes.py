@@ -232,6 +232,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
         )
 
     changes = _shared_holders(changes, outcome, kept)
+    changes = _mode_bugs(changes, outcome, reading)
     sites = []
     for site in real:
         action, path = outcome.get(site.id, ("add", ""))
@@ -263,6 +264,50 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
     order = {"keep": 0, "change": 1, "add": 2, "remove": 3, "cannot": 4}
     changes.sort(key=lambda c: (_first_position(c, real, reading, tagged), order[c.action]))
     return sites, changes
+
+
+#: audit rules whose finding means a site misbehaves whatever its rate: the plan cannot keep or re-rate it
+#: until the code is fixed, and apply_plan cannot fix code
+MODE_BUGS = frozenset(
+    {"functional-dropout-ignores-eval", "nondeterministic-eval-output", "unregistered-dropout", "frozen-graph-dropout"}
+)
+
+
+def _mode_bugs(changes: list[Change], outcome: dict[str, tuple[str, str]], reading: Any) -> list[Change]:
+    """A kept or re-rated site that the auditor found broken in eval mode (F.dropout without
+    training=self.training, a drop-path that ignores self.training, dropout held in a plain list) needs an
+    edit by hand first: 'keep' would promise an auditor with no finding after apply_plan."""
+    report = getattr(reading, "report", None)
+    findings = [f for f in getattr(report, "findings", []) if f.site and not f.allowed_by]
+    bugs = {f.site: f for f in findings if f.slug in MODE_BUGS}
+    flagged: dict[str, list[Any]] = {}
+    for f in findings:
+        flagged.setdefault(f.site, []).append(f)
+    out = []
+    for c in changes:
+        if c.action == "remove" and flagged.get(c.existing or ""):
+            # the auditor's own verdict on a dropout the plan removes (dropout on the logits: DRP303 ...)
+            said = "; ".join(f"{f.rule_id} {f.slug}" for f in flagged[c.existing or ""])
+            out.append(c.model_copy(update={"reason": f"The auditor flags it too ({said}). {c.reason}"}))
+            continue
+        bug = bugs.get(c.existing or "")
+        if bug is None or c.action not in ("keep", "change"):
+            out.append(c)
+            continue
+        then = "" if c.action == "keep" else f"; then {c.how}"
+        for sid in (c.site or "").split(","):
+            if sid in outcome:
+                outcome[sid] = ("cannot", outcome[sid][1])
+        out.append(
+            c.model_copy(
+                update={
+                    "action": "cannot",
+                    "how": f"fix it by hand first ({bug.rule_id} {bug.slug}): {bug.fix}{then}",
+                    "steps": [],
+                }
+            )
+        )
+    return out
 
 
 #: the engine's names for dropout that PyTorch's own Transformer layers hold (advisor.recommend.layer_module)
