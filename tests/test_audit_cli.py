@@ -504,3 +504,19 @@ def test_input_shape_forms_parse_to_the_same_sizes(text, shape):
 def test_input_shape_with_a_bad_size_is_refused_not_truncated(text):
     with pytest.raises(load.UsageError, match="not a list of positive integers"):
         load.parse_shape(text)
+
+
+@pytest.mark.parametrize("given", [1, 3])
+def test_a_forward_given_the_wrong_number_of_inputs_is_told_so(runner, tmp_path, given):
+    path = tmp_path / "two.py"
+    path.write_text(
+        "import torch.nn as nn\n\n\nclass Two(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)\n\n    def forward(self, x, y):\n"
+        "        return self.a(x) + self.b(y)\n",
+        encoding="utf-8",
+    )
+    shapes = [arg for _ in range(given) for arg in ("-s", "2,4")]
+    result = runner.invoke(app, ["audit", f"{path}:Two", *shapes])
+    assert result.exit_code == 2
+    assert "hint: the model's forward takes another number of inputs than was given" in result.stderr
+    assert "not from the input's shape" not in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import sys
 import traceback
 import warnings
@@ -470,6 +471,12 @@ def user_traceback_frame(exc: BaseException) -> traceback.FrameSummary | None:
     return None
 
 
+# TypeError texts of a forward called with the wrong number of inputs (Python 3.11-3.14)
+_ARITY = re.compile(
+    r"forward\(\) (missing \d+ required positional argument|takes \d+ positional arguments? but \d+ (were|was) given)"
+)
+
+
 def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str, Any], model: Any) -> ModelRunError:
     import torch.nn as nn
 
@@ -491,6 +498,11 @@ def _run_error(failure: Any, mode: str, args: tuple[Any, ...], kwargs: dict[str,
         hint = (
             "the model's own tensors are on different devices, which is not about your input: "
             "audit it on the CPU (--device cpu), or create every tensor under the model's device"
+        )
+    elif isinstance(exc, TypeError) and _ARITY.search(str(exc)):
+        hint = (
+            "the model's forward takes another number of inputs than was given: pass one tensor per positional "
+            "input of forward, in order (CLI: one --input-shape, and --input-dtype, per input)"
         )
     elif cause == "other":
         hint = "the error comes from the model's code, not from the input's shape: fix it at the line above"
