@@ -119,7 +119,7 @@ def test_efficientnet_drop_path_sits_before_the_residual_add():
     head = change(plan, "dropout")
     assert (
         head.where
-        == "after global_pool (AdaptiveAvgPool2d) + flatten() in the model forward, before classifier (Linear)"
+        == "after global_pool (AdaptiveAvgPool2d) + flatten() in <root>.forward, before classifier (Linear)"
         or head.where.endswith("before classifier (Linear)")
     )
 
@@ -394,7 +394,7 @@ def test_one_rate_attribute_shared_by_places_that_need_different_rates_is_left_t
     by_action = {c.action: c for c in plan.changes}
     assert set(by_action) == {"keep", "cannot"}
     assert by_action["keep"].p_to == 0.5 and by_action["cannot"].p_to < 0.5
-    assert "<model>.p sets the rate of several places" in by_action["cannot"].how
+    assert "<root>.p sets the rate of several places" in by_action["cannot"].how
     assert not by_action["cannot"].steps
 
 

@@ -117,7 +117,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                         action="cannot",
                         site=",".join(ids),
                         p_to=site.p,
-                        how=f"the rate of {ex.op} in {ex.module_path or '<model>'}.forward is not read from an "
+                        how=f"the rate of {ex.op} in {ex.module_path or '<root>'}.forward is not read from an "
                         f"attribute: edit the call to use p={site.p:g}" + _library(reading, ex.module_path),
                         reason=site.reason,
                         **base,
@@ -157,7 +157,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                     Change(
                         action="cannot",
                         p_to=0.0,
-                        how=f"the rate of {ex.op} in {ex.module_path or '<model>'}.forward is not read from an "
+                        how=f"the rate of {ex.op} in {ex.module_path or '<root>'}.forward is not read from an "
                         "attribute: delete the call" + _library(reading, ex.module_path),
                         reason=reason,
                         **base,
@@ -172,7 +172,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
                     action="cannot",
                     site=",".join(s.id for s in found),
                     p_to=rates[0] if len(rates) == 1 else None,
-                    how=f"{ex.module_path or '<model>'} runs at {len(positions)} places and the plan wants "
+                    how=f"{ex.module_path or '<root>'} runs at {len(positions)} places and the plan wants "
                     f"{'different rates' if len(rates) > 1 else 'dropout at only some of them'} "
                     f"({', '.join(f'{r:g}' for r in rates)}): give each place its own dropout module",
                     reason=found[0].reason,
@@ -355,7 +355,7 @@ def _shared_holders(
                 update={
                     "action": "cannot",
                     "steps": [],
-                    "how": f"{hit[0] or '<model>'}.{hit[1]} sets the rate of several places and the plan wants "
+                    "how": f"{hit[0] or '<root>'}.{hit[1]} sets the rate of several places and the plan wants "
                     f"{rates} there: give each place its own rate (an attribute or a dropout module per place)",
                 }
             )
@@ -439,11 +439,11 @@ def _cannot_insert(site: Any, refs: list[OpRef], kinds: list[str], pos: int, cls
     if cls is None:
         if site.kind == "attention-dropout":
             return (
-                f"the attention in {a.path or '<model>'} reads no dropout rate: pass dropout_p={site.p:g} "
+                f"the attention in {a.path or '<root>'} reads no dropout rate: pass dropout_p={site.p:g} "
                 "(F.scaled_dot_product_attention) or add dropout on the attention probabilities in its forward"
             )
         return f"a {site.kind} site needs code ({site.module}); apply_plan adds only module-shaped dropout"
-    owner = a.path or "<model>"
+    owner = a.path or "<root>"
     return (
         f"no module's output or input is exactly this gap (a call inside {owner}'s forward, or a module shared with "
         f"places that need another rate): in the forward, add x = F.{'dropout' if cls == 'Dropout' else cls.lower()}"

@@ -87,7 +87,7 @@ def _activation(ops: list[RawOp], pick: Any = None) -> tuple[str | None, str]:
         name = o.ref.cls.removeprefix("F.").removesuffix("()").lower().replace("_", "")
         for key, value in ACTIVATIONS.items():
             if name == key.replace("_", ""):
-                return value, f"{o.ref.cls} at {o.ref.path or '<model>'}"
+                return value, f"{o.ref.cls} at {o.ref.path or '<root>'}"
         return None, f"{o.ref.cls} (not an activation the knowledge base distinguishes)"
     return None, ""
 

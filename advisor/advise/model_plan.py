@@ -35,8 +35,8 @@ def describe(path: str, cls: str) -> str:
     if cls == "input":
         return "the input"
     if cls.endswith(")") and "(" in cls and not cls.startswith("nn."):
-        return f"{cls} in {path + '.forward' if path else 'the model forward'}"
-    return f"{path or '<model>'} ({cls})"
+        return f"{cls} in {path + '.forward' if path else '<root>.forward'}"
+    return f"{path or '<root>'} ({cls})"
 
 
 class _Frozen(BaseModel):

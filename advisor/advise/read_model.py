@@ -122,7 +122,7 @@ class RateHolder:
     how: str  # "module p", "module attribute", "nn.MultiheadAttention.dropout", "RNN dropout"
 
     def describe(self) -> str:
-        return f"{self.path or '<model>'}.{self.attr}"
+        return f"{self.path or '<root>'}.{self.attr}"
 
 
 @dataclass
@@ -785,7 +785,7 @@ class _Reader:
             if i in weights_at:
                 _, v, o, owner = weights_at[i]
                 cls = "nn.MultiheadAttention" if e.kind == "module" else e.name
-                where = owner or "<model>"
+                where = owner or "<root>"
                 self._emit(
                     "attention-weights",
                     f"softmax(QKᵀ/√d) in {where} ({cls})",
@@ -820,7 +820,7 @@ class _Reader:
                 owner = values_at[i][3]
                 self._emit(
                     "attention",
-                    f"· V in {owner or '<model>'}",
+                    f"· V in {owner or '<root>'}",
                     self._ref(i, path=owner or e.owner),
                     i,
                     attention_owner=owner,
@@ -1251,7 +1251,7 @@ def _cls(e: tr.Event) -> str:
 
 
 def _show(path: str) -> str:
-    return path or "<model>"
+    return path or "<root>"
 
 
 def _label(e: tr.Event) -> str:
