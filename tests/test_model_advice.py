@@ -118,8 +118,7 @@ def test_efficientnet_drop_path_sits_before_the_residual_add():
     assert all(c.where.endswith(f"before add() in {c.module_path.rsplit('.', 1)[0]}.forward") for c in drop_path)
     head = change(plan, "dropout")
     assert (
-        head.where
-        == "after global_pool (AdaptiveAvgPool2d) + flatten() in <root>.forward, before classifier (Linear)"
+        head.where == "after global_pool (AdaptiveAvgPool2d) + flatten() in <root>.forward, before classifier (Linear)"
         or head.where.endswith("before classifier (Linear)")
     )
 
