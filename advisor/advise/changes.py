@@ -232,7 +232,7 @@ def change_list(reading: Any, tagged: Any, plan: Any, spec: Any) -> tuple[list[M
         )
 
     changes = _shared_holders(changes, outcome, kept)
-    changes = _mode_bugs(changes, outcome, reading)
+    changes = _with_audit_findings(changes, outcome, reading)
     sites = []
     for site in real:
         action, path = outcome.get(site.id, ("add", ""))
@@ -273,10 +273,11 @@ MODE_BUGS = frozenset(
 )
 
 
-def _mode_bugs(changes: list[Change], outcome: dict[str, tuple[str, str]], reading: Any) -> list[Change]:
-    """A kept or re-rated site that the auditor found broken in eval mode (F.dropout without
-    training=self.training, a drop-path that ignores self.training, dropout held in a plain list) needs an
-    edit by hand first: 'keep' would promise an auditor with no finding after apply_plan."""
+def _with_audit_findings(changes: list[Change], outcome: dict[str, tuple[str, str]], reading: Any) -> list[Change]:
+    """The auditor's findings on today's sites, in the change list. A kept or re-rated site that it found
+    broken in eval mode (F.dropout without training=self.training, a drop-path that ignores self.training,
+    dropout held in a plain list) needs an edit by hand first: 'keep' would promise an auditor with no
+    finding after apply_plan. A removal it flags names the rule (dropout on the logits: DRP303)."""
     report = getattr(reading, "report", None)
     findings = [f for f in getattr(report, "findings", []) if f.site and not f.allowed_by]
     bugs = {f.site: f for f in findings if f.slug in MODE_BUGS}
@@ -322,7 +323,7 @@ def _model_module(hint: str, path: str, classes: dict[str, str]) -> str:
     cls = classes.get(path)
     if cls is None:  # a site apply_plan adds: an nn.Dropout
         return "nn.Dropout"
-    if cls in ("TransformerEncoderLayer", "TransformerDecoderLayer", "MultiheadAttention"):
+    if f"nn.{cls}" in TORCH_LAYERS:
         return hint
     return f"nn.{cls}" if cls.startswith(("Dropout", "AlphaDropout", "FeatureAlphaDropout")) else cls
 

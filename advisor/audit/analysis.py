@@ -529,11 +529,9 @@ class Analysis:
             return f"{ev.name} {where}"
         return f"{ev.name}() in {where}"
 
-    def producer(self, acc: SiteAcc, through: frozenset[str] = frozenset()) -> tr.Event | None:
-        """The first operation (module or call) that produced the site's input, skipping no-ops.
-
-        ``through`` names operation categories to look past as well (e.g. ``{"activation"}`` to reach the
-        layer before a ReLU). None when the input is the model's input, a parameter, or the site never ran.
+    def _producer_index(self, acc: SiteAcc, through: frozenset[str] = frozenset()) -> tuple[tr.Trace, int] | None:
+        """The trace and index of the operation that produced the site's input, looking past no-ops and the
+        categories in ``through``: -1 is the model's input, -2 a parameter; None when it has no input or never ran.
         """
         trace = self.train if acc.train_events else self.evals
         events = acc.train_events or acc.eval_events
@@ -546,7 +544,18 @@ class Analysis:
             and trace.events[p].producers
         ):
             p = trace.events[p].producers[0]
-        return trace.events[p] if p >= 0 else None
+        return trace, p
+
+    def producer(self, acc: SiteAcc, through: frozenset[str] = frozenset()) -> tr.Event | None:
+        """The first operation (module or call) that produced the site's input, skipping no-ops.
+
+        ``through`` names operation categories to look past as well (e.g. ``{"activation"}`` to reach the
+        layer before a ReLU). None when the input is the model's input, a parameter, or the site never ran.
+        """
+        found = self._producer_index(acc, through)
+        if found is None or found[1] < 0:
+            return None
+        return found[0].events[found[1]]
 
     def _neighbours(self, acc: SiteAcc) -> tuple[str | None, str | None]:
         trace = self.train if acc.train_events else self.evals
@@ -555,10 +564,9 @@ class Analysis:
             return None, None
         ev = trace.events[events[0]]
         before = "-"
-        if ev.producers:
-            p = ev.producers[0]
-            while p >= 0 and self.noop(trace.events[p], trace) and trace.events[p].producers:
-                p = trace.events[p].producers[0]
+        found = self._producer_index(acc)
+        if found is not None:
+            p = found[1]
             before = "input" if p == -1 else "parameter" if p == -2 else self.describe(trace.events[p])
         after = "-"
         cur = ev.idx
