@@ -8,7 +8,7 @@ converted by the author of the entry, who records the original wording in ``rate
 # No ``from __future__ import annotations`` here: pydantic would then evaluate every field's annotation from
 # a string at import (about 1.7 ms of every knowledge command's start-up); validators return ``Self``.
 import re
-from typing import Literal, Self
+from typing import Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -298,7 +298,7 @@ class Match(Strict):
 
 #: Condition fields that compare the spec with a number: each value an entry uses is a threshold that
 #: the entry must document with its source (``engine.thresholds``), so no plan hides an uncited number.
-THRESHOLD_FIELDS = (
+ThresholdField = Literal[
     "min_layers",
     "max_layers",
     "min_params",
@@ -307,22 +307,14 @@ THRESHOLD_FIELDS = (
     "min_width",
     "max_width",
     "min_samples_per_param",
-)
+]
+THRESHOLD_FIELDS: tuple[str, ...] = get_args(ThresholdField)
 
 
 class Threshold(Strict):
     """Why an engine condition compares the spec with this number, and the sources the number comes from."""
 
-    field: Literal[
-        "min_layers",
-        "max_layers",
-        "min_params",
-        "min_samples",
-        "max_samples",
-        "min_width",
-        "max_width",
-        "min_samples_per_param",
-    ]
+    field: ThresholdField
     value: float
     because: str = Field(min_length=20, description="Where the number comes from, in the sources' terms.")
     citations: list[str] = Field(min_length=1)
